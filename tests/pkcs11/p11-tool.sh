@@ -14,7 +14,7 @@ module=${TPMKEYS_PKCS11_MODULE:-$top_builddir/pkcs11/.libs/tpmkeys-pkcs11.so}
 tk_swtpm_start
 # ESYS logs TPM errors (an expected wrong PIN) on stderr unless told otherwise.
 export TSS2_LOG=${TSS2_LOG:-all+none}
-p11() { pkcs11-tool --module "$module" "$@"; }
+p11() { tk_host pkcs11-tool --module "$module" "$@"; }
 D=$TK_TMP
 printf 'sign me\n' >"$D/data"
 

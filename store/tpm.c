@@ -49,7 +49,8 @@ struct tk_tpm {
     ESYS_CONTEXT *esys;
     pid_t pid;                  /* process that opened the connection */
     ESYS_TR srk;                /* ESYS_TR_NONE until looked up */
-    TPM2B_PUBLIC srk_pub;
+    TPM2B_PUBLIC srk_pub;       /* valid when have_srk_pub */
+    bool have_srk_pub;
     ESYS_TR session;            /* salted HMAC session, ESYS_TR_NONE until needed */
     cache_entry cache[CACHE_MAX];
     size_t ncache;
@@ -234,6 +235,7 @@ static void disconnect(tk_tpm *t, bool polite)
     t->tcti = NULL;
     t->ncache = 0;
     t->srk = ESYS_TR_NONE;
+    t->have_srk_pub = false;
     t->session = ESYS_TR_NONE;
 }
 
@@ -292,7 +294,6 @@ static tk_rc connect_tpm(tk_tpm *t)
 /* The SRK as an ESYS_TR (one ReadPublic per connection). */
 static tk_rc srk_lookup(tk_tpm *t)
 {
-    TPM2B_PUBLIC *pub = NULL;
     TSS2_RC r;
     tk_rc rc = connect_tpm(t);
 
@@ -311,14 +312,25 @@ static tk_rc srk_lookup(tk_tpm *t)
                            "no storage root key at 0x81000001: run `tpmkeys init`");
         return tpm_fail(t, r, "reading the SRK at 0x81000001");
     }
+    return TK_OK;
+}
+
+/* The SRK's public area, read once per connection and only when needed (SRK checks,
+ * import): a cold signature needs just the ESYS_TR. */
+static tk_rc srk_public(tk_tpm *t)
+{
+    TPM2B_PUBLIC *pub = NULL;
+    TSS2_RC r;
+    tk_rc rc = srk_lookup(t);
+
+    if (rc != TK_OK || t->have_srk_pub)
+        return rc;
     r = Esys_ReadPublic(t->esys, t->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL,
                         NULL);
-    if (r != TSS2_RC_SUCCESS) {
-        Esys_TR_Close(t->esys, &t->srk);
-        t->srk = ESYS_TR_NONE;
+    if (r != TSS2_RC_SUCCESS)
         return tpm_fail(t, r, "reading the SRK at 0x81000001");
-    }
     t->srk_pub = *pub;
+    t->have_srk_pub = true;
     Esys_Free(pub);
     return TK_OK;
 }
@@ -617,6 +629,8 @@ tk_rc tk_tpm_srk_ensure(tk_tpm *t, const tk_secret *owner_auth, bool *created)
         }
     }
     if (rc == TK_OK)
+        rc = srk_public(t);
+    if (rc == TK_OK)
         rc = srk_check(&t->srk_pub);
     pthread_mutex_unlock(&t->lock);
     return rc;
@@ -626,7 +640,7 @@ tk_rc tk_tpm_srk_public(tk_tpm *t, TPM2B_PUBLIC *pub)
 {
     tk_rc rc;
     pthread_mutex_lock(&t->lock);
-    rc = srk_lookup(t);
+    rc = srk_public(t);
     if (rc == TK_OK)
         *pub = t->srk_pub;
     pthread_mutex_unlock(&t->lock);
@@ -804,7 +818,7 @@ tk_rc tk_tpm_import_pkey(tk_tpm *t, EVP_PKEY *pkey, const tk_secret *auth, tk_bu
     /* A duplicated object is neither fixedTPM nor fixedParent (TPM2_Import requires it). */
     pub.publicArea.objectAttributes &= ~(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT);
     pthread_mutex_lock(&t->lock);
-    if ((rc = srk_lookup(t)) != TK_OK)
+    if ((rc = srk_public(t)) != TK_OK)
         goto out;
     rc = tk_duplicate_wrap(&t->srk_pub, &pub, &sens, &dup, &seed);
     OPENSSL_cleanse(&sens, sizeof(sens));

@@ -209,6 +209,7 @@ static const OSSL_ALGORITHM encoders[] = {
 
 static const OSSL_ALGORITHM stores[] = {
     { "tpmkeys", TKP_PROPS, tkp_store_functions, "keys in the tpmkeys store" },
+    { "handle", TKP_PROPS, tkp_handle_store_functions, "persistent TPM keys (0x81xxxxxx)" },
     { NULL, NULL, NULL, NULL },
 };
 

@@ -161,6 +161,7 @@ extern const OSSL_DISPATCH tkp_tss2_pem_decoder_functions[];
 extern const OSSL_DISPATCH tkp_tss2_rsa_decoder_functions[];
 extern const OSSL_DISPATCH tkp_tss2_ec_decoder_functions[];
 extern const OSSL_DISPATCH tkp_store_functions[];
+extern const OSSL_DISPATCH tkp_handle_store_functions[];
 extern const OSSL_DISPATCH tkp_tss2_pem_encoder_functions[];
 extern const OSSL_DISPATCH tkp_tss2_der_encoder_functions[];
 extern const OSSL_DISPATCH tkp_text_encoder_functions[];

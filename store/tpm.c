@@ -40,7 +40,10 @@ typedef struct {
     uint8_t id[32];     /* SHA-256 of the public and private blobs */
     ESYS_TR handle;
     uint64_t used;      /* LRU clock */
+    bool persistent;    /* a persistent key: takes no transient slot, never flushed */
 } cache_entry;
+
+#define PERSIST_MAX 8
 
 struct tk_tpm {
     pthread_mutex_t lock;
@@ -54,6 +57,11 @@ struct tk_tpm {
     ESYS_TR session;            /* salted HMAC session, ESYS_TR_NONE until needed */
     cache_entry cache[CACHE_MAX];
     size_t ncache;
+    struct {                    /* persistent keys opened with tk_tpm_persistent_public */
+        uint8_t id[32];
+        uint32_t handle;
+    } persist[PERSIST_MAX];
+    size_t npersist;
     uint64_t clock;
     signed char supported[TK_ALG_ECC_P521 + 1]; /* 0 unknown, 1 yes, -1 no */
 };
@@ -198,11 +206,20 @@ const char *tk_tpm_tcti(const tk_tpm *t)
     return t->tcti_conf ? t->tcti_conf : "default";
 }
 
+/* Give back a cached handle: flush a loaded key, only close a persistent one. */
+static void cache_release(tk_tpm *t, cache_entry *e)
+{
+    if (e->persistent)
+        Esys_TR_Close(t->esys, &e->handle);
+    else
+        Esys_FlushContext(t->esys, e->handle);
+}
+
 static void cache_drop_all(tk_tpm *t, bool flush)
 {
     for (size_t i = 0; i < t->ncache; i++)
         if (flush)
-            Esys_FlushContext(t->esys, t->cache[i].handle);
+            cache_release(t, &t->cache[i]);
     t->ncache = 0;
 }
 
@@ -428,25 +445,35 @@ static void blob_id(const tk_buf *pub, const tk_buf *priv, uint8_t id[32])
     EVP_MD_CTX_free(md);
 }
 
+/* Flush the least recently used loaded key; persistent keys hold no slot. */
 static bool cache_evict_lru(tk_tpm *t)
 {
-    size_t lru = 0;
-    if (!t->ncache)
-        return false;
-    for (size_t i = 1; i < t->ncache; i++)
-        if (t->cache[i].used < t->cache[lru].used)
+    size_t lru = SIZE_MAX;
+    for (size_t i = 0; i < t->ncache; i++)
+        if (!t->cache[i].persistent && (lru == SIZE_MAX || t->cache[i].used < t->cache[lru].used))
             lru = i;
+    if (lru == SIZE_MAX)
+        return false;
     tk_debug("evicting a cached key to free a TPM object slot");
-    Esys_FlushContext(t->esys, t->cache[lru].handle);
+    cache_release(t, &t->cache[lru]);
     t->cache[lru] = t->cache[--t->ncache];
     return true;
+}
+
+/* Make room in a full cache (persistent entries go too when nothing else can). */
+static void cache_make_room(tk_tpm *t)
+{
+    if (t->ncache < CACHE_MAX || cache_evict_lru(t))
+        return;
+    cache_release(t, &t->cache[0]);
+    t->cache[0] = t->cache[--t->ncache];
 }
 
 static void cache_forget(tk_tpm *t, ESYS_TR h)
 {
     for (size_t i = 0; i < t->ncache; i++)
         if (t->cache[i].handle == h) {
-            Esys_FlushContext(t->esys, h);
+            cache_release(t, &t->cache[i]);
             t->cache[i] = t->cache[--t->ncache];
             return;
         }
@@ -486,6 +513,90 @@ static tk_rc load_blobs(tk_tpm *t, const tk_buf *pubb, const tk_buf *privb, ESYS
     return TK_OK;
 }
 
+/* An ESYS_TR for a persistent key met before through tk_tpm_persistent_public; its name
+ * must still match the public area (the handle may have been reused meanwhile). */
+static tk_rc persistent_open(tk_tpm *t, const tk_buf *pubb, const uint8_t id[32], ESYS_TR *h)
+{
+    TPM2B_PUBLIC pub;
+    TPM2B_NAME want, *got = NULL;
+    uint32_t handle = 0;
+    TSS2_RC r;
+    tk_rc rc;
+
+    for (size_t i = 0; i < t->npersist; i++)
+        if (!memcmp(t->persist[i].id, id, 32))
+            handle = t->persist[i].handle;
+    if (!handle)
+        return tk_fail(TK_ERR_INVALID, "the key has no private blob and is no known "
+                       "persistent key");
+    if ((rc = tk_public_unmarshal(pubb, &pub)) != TK_OK || (rc = tk_public_name(&pub, &want)))
+        return rc;
+    r = Esys_TR_FromTPMPublic(t->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, h);
+    if (r != TSS2_RC_SUCCESS)
+        return tpm_fail(t, r, "opening the persistent key");
+    r = Esys_TR_GetName(t->esys, *h, &got);
+    if (r != TSS2_RC_SUCCESS || got->size != want.size ||
+        memcmp(got->name, want.name, want.size)) {
+        Esys_Free(got);
+        Esys_TR_Close(t->esys, h);
+        return tk_fail(TK_ERR_NOT_FOUND, "the persistent key at 0x%08x was replaced by "
+                       "another object", handle);
+    }
+    Esys_Free(got);
+    return TK_OK;
+}
+
+tk_rc tk_tpm_persistent_public(tk_tpm *t, uint32_t handle, tk_buf *pubb)
+{
+    TPM2B_PUBLIC *pub = NULL;
+    ESYS_TR tr = ESYS_TR_NONE;
+    tk_buf empty = { 0 };
+    uint8_t id[32];
+    TSS2_RC r;
+    tk_rc rc;
+
+    if ((handle >> 24) != TPM2_HT_PERSISTENT)
+        return tk_fail(TK_ERR_INVALID, "0x%08x is not a persistent handle (0x81xxxxxx)",
+                       handle);
+    pthread_mutex_lock(&t->lock);
+    if ((rc = connect_tpm(t)) != TK_OK)
+        goto out;
+    r = Esys_TR_FromTPMPublic(t->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
+    if (r != TSS2_RC_SUCCESS) {
+        rc = is_tpm_layer(r) && tpm_code(r) == TPM2_RC_HANDLE
+                 ? tk_fail(TK_ERR_NOT_FOUND, "no key at persistent handle 0x%08x", handle)
+                 : tpm_fail(t, r, "opening the persistent key");
+        goto out;
+    }
+    r = Esys_ReadPublic(t->esys, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL, NULL);
+    if (r != TSS2_RC_SUCCESS) {
+        rc = tpm_fail(t, r, "reading the persistent key");
+        goto out;
+    }
+    if (pub->publicArea.objectAttributes & TPMA_OBJECT_RESTRICTED ||
+        !(pub->publicArea.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT)) {
+        rc = tk_fail(TK_ERR_UNSUPPORTED, "the object at 0x%08x is not an unrestricted signing "
+                     "key", handle);
+        goto out;
+    }
+    if ((rc = tk_public_marshal(pub, pubb)) != TK_OK)
+        goto out;
+    blob_id(pubb, &empty, id);
+    for (size_t i = 0; i < t->npersist; i++)
+        if (t->persist[i].handle == handle)
+            t->persist[i] = t->persist[--t->npersist];
+    if (t->npersist == PERSIST_MAX)
+        t->persist[0] = t->persist[--t->npersist];
+    memcpy(t->persist[t->npersist].id, id, sizeof(id));
+    t->persist[t->npersist++].handle = handle;
+out:
+    if (tr != ESYS_TR_NONE && t->esys)
+        Esys_TR_Close(t->esys, &tr);
+    Esys_Free(pub);
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
 /* A loaded handle for the key (from the cache when hot). */
 static tk_rc key_handle(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, ESYS_TR *h)
 {
@@ -501,13 +612,17 @@ static tk_rc key_handle(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, ESYS_T
             *h = t->cache[i].handle;
             return TK_OK;
         }
-    if ((rc = load_blobs(t, pub, priv, h)) != TK_OK)
+    if (!priv->len)
+        rc = persistent_open(t, pub, id, h);
+    else
+        rc = load_blobs(t, pub, priv, h);
+    if (rc != TK_OK)
         return rc;
-    if (t->ncache == CACHE_MAX)
-        cache_evict_lru(t);
+    cache_make_room(t);
     memcpy(t->cache[t->ncache].id, id, sizeof(id));
     t->cache[t->ncache].handle = *h;
     t->cache[t->ncache].used = ++t->clock;
+    t->cache[t->ncache].persistent = !priv->len;
     t->ncache++;
     return TK_OK;
 }

@@ -350,6 +350,9 @@ tk_rc tk_tpm_rsa_decrypt(tk_tpm *t, const tk_buf *pub, const tk_buf *priv,
 tk_rc tk_tpm_ecdh(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_secret *auth,
                   const uint8_t *peer, size_t peerlen, tk_buf *out);
 tk_rc tk_tpm_random(tk_tpm *t, uint8_t *out, size_t len);
+/* A persistent key (0x81xxxxxx): its marshalled public area.  Afterwards the key
+ * operations above take (pub, an empty priv) for it and use the persistent handle. */
+tk_rc tk_tpm_persistent_public(tk_tpm *t, uint32_t handle, tk_buf *pub);
 /* Drop every cached loaded key (flushes them). */
 void tk_tpm_flush_cache(tk_tpm *t);
 

@@ -162,6 +162,9 @@ extern const OSSL_DISPATCH tkp_tss2_rsa_decoder_functions[];
 extern const OSSL_DISPATCH tkp_tss2_ec_decoder_functions[];
 extern const OSSL_DISPATCH tkp_store_functions[];
 extern const OSSL_DISPATCH tkp_handle_store_functions[];
+/* Shared by the store loaders: they take only OSSL_STORE_PARAM_EXPECT. */
+OSSL_FUNC_store_settable_ctx_params_fn tkp_store_settable_ctx_params;
+int tkp_store_get_expect(const OSSL_PARAM params[], int *expect);
 extern const OSSL_DISPATCH tkp_tss2_pem_encoder_functions[];
 extern const OSSL_DISPATCH tkp_tss2_der_encoder_functions[];
 extern const OSSL_DISPATCH tkp_text_encoder_functions[];

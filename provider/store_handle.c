@@ -29,7 +29,6 @@ typedef struct {
 } handle_ctx;
 
 static OSSL_FUNC_store_open_fn hs_open;
-static OSSL_FUNC_store_settable_ctx_params_fn hs_settable_ctx_params;
 static OSSL_FUNC_store_set_ctx_params_fn hs_set_ctx_params;
 static OSSL_FUNC_store_load_fn hs_load;
 static OSSL_FUNC_store_eof_fn hs_eof;
@@ -77,21 +76,9 @@ static void *hs_open(void *provctx, const char *uri)
     return ctx;
 }
 
-static const OSSL_PARAM *hs_settable_ctx_params(void *provctx)
-{
-    static const OSSL_PARAM p[] = {
-        OSSL_PARAM_int(OSSL_STORE_PARAM_EXPECT, NULL),
-        OSSL_PARAM_END,
-    };
-    (void)provctx;
-    return p;
-}
-
 static int hs_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 {
-    handle_ctx *ctx = vctx;
-    const OSSL_PARAM *p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_EXPECT);
-    return !p || OSSL_PARAM_get_int(p, &ctx->expect);
+    return tkp_store_get_expect(params, &((handle_ctx *)vctx)->expect);
 }
 
 static int ask_password(handle_ctx *ctx, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
@@ -170,7 +157,7 @@ static int hs_eof(void *vctx)
 
 const OSSL_DISPATCH tkp_handle_store_functions[] = {
     { OSSL_FUNC_STORE_OPEN, (void (*)(void))hs_open },
-    { OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, (void (*)(void))hs_settable_ctx_params },
+    { OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, (void (*)(void))tkp_store_settable_ctx_params },
     { OSSL_FUNC_STORE_SET_CTX_PARAMS, (void (*)(void))hs_set_ctx_params },
     { OSSL_FUNC_STORE_LOAD, (void (*)(void))hs_load },
     { OSSL_FUNC_STORE_EOF, (void (*)(void))hs_eof },

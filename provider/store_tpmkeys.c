@@ -50,7 +50,6 @@ typedef struct {
 } store_ctx;
 
 static OSSL_FUNC_store_open_fn st_open;
-static OSSL_FUNC_store_settable_ctx_params_fn st_settable_ctx_params;
 static OSSL_FUNC_store_set_ctx_params_fn st_set_ctx_params;
 static OSSL_FUNC_store_load_fn st_load;
 static OSSL_FUNC_store_eof_fn st_eof;
@@ -288,7 +287,8 @@ static void *st_open(void *provctx, const char *uri)
     return ctx;
 }
 
-static const OSSL_PARAM *st_settable_ctx_params(void *provctx)
+/* Both store loaders (tpmkeys:, handle:) take only OSSL_STORE_expect(). */
+const OSSL_PARAM *tkp_store_settable_ctx_params(void *provctx)
 {
     static const OSSL_PARAM p[] = {
         OSSL_PARAM_int(OSSL_STORE_PARAM_EXPECT, NULL),
@@ -298,12 +298,15 @@ static const OSSL_PARAM *st_settable_ctx_params(void *provctx)
     return p;
 }
 
+int tkp_store_get_expect(const OSSL_PARAM params[], int *expect)
+{
+    const OSSL_PARAM *p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_EXPECT);
+    return !p || OSSL_PARAM_get_int(p, expect);
+}
+
 static int st_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 {
-    store_ctx *ctx = vctx;
-    const OSSL_PARAM *p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_EXPECT);
-
-    return !p || OSSL_PARAM_get_int(p, &ctx->expect);
+    return tkp_store_get_expect(params, &((store_ctx *)vctx)->expect);
 }
 
 /* What to give for the URI's type= and the caller's OSSL_STORE_expect(). */
@@ -506,7 +509,7 @@ static int st_eof(void *vctx)
 
 const OSSL_DISPATCH tkp_store_functions[] = {
     { OSSL_FUNC_STORE_OPEN, (void (*)(void))st_open },
-    { OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, (void (*)(void))st_settable_ctx_params },
+    { OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, (void (*)(void))tkp_store_settable_ctx_params },
     { OSSL_FUNC_STORE_SET_CTX_PARAMS, (void (*)(void))st_set_ctx_params },
     { OSSL_FUNC_STORE_LOAD, (void (*)(void))st_load },
     { OSSL_FUNC_STORE_EOF, (void (*)(void))st_eof },

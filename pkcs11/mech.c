@@ -2,8 +2,8 @@
 /*
  * Mechanisms.  Private-key operations go to the TPM through the keystore:
  *   - PKCS#1 v1.5 signatures of a SHA-1/256/384/512 digest: TPM2_Sign (RSASSA);
- *     anything else (raw CKM_RSA_PKCS data, SHA-224, every PSS salt length, X.509
- *     raw) is padded here and sent through the raw RSA operation;
+ *     anything else (raw CKM_RSA_PKCS data, SHA-224, X.509 raw) is padded here and
+ *     sent through the raw RSA operation; PSS goes to the store's tk_ks_sign_pss;
  *   - ECDSA: TPM2_Sign; the r||s encoding PKCS#11 wants is made here;
  *   - RSA decryption (PKCS#1, OAEP) and ECDH: TPM2_RSA_Decrypt / TPM2_ECDH_ZGen.
  * Public-key operations (verify, encrypt) and digests are done in software.
@@ -398,64 +398,6 @@ static CK_RV pkcs1_type1(const uint8_t *t, size_t tlen, uint8_t *em, size_t k)
     return CKR_OK;
 }
 
-static bool mgf1_xor(uint8_t *out, size_t len, const uint8_t *seed, size_t seedlen,
-                     const EVP_MD *md)
-{
-    uint8_t h[EVP_MAX_MD_SIZE], c[4];
-    size_t mdlen = (size_t)EVP_MD_get_size(md), done = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx != NULL;
-
-    for (uint32_t i = 0; ok && done < len; i++) {
-        c[0] = (uint8_t)(i >> 24), c[1] = (uint8_t)(i >> 16), c[2] = (uint8_t)(i >> 8);
-        c[3] = (uint8_t)i;
-        ok = EVP_DigestInit_ex(ctx, md, NULL) && EVP_DigestUpdate(ctx, seed, seedlen) &&
-             EVP_DigestUpdate(ctx, c, 4) && EVP_DigestFinal_ex(ctx, h, NULL);
-        for (size_t j = 0; ok && j < mdlen && done < len; j++)
-            out[done++] ^= h[j];
-    }
-    EVP_MD_CTX_free(ctx);
-    return ok;
-}
-
-/* EMSA-PSS-ENCODE (RFC 8017 9.1.1) into a k-byte block for a modBits-bit modulus. */
-static CK_RV pss_encode(const uint8_t *mhash, size_t hlen, const EVP_MD *md,
-                        const EVP_MD *mgf, size_t slen, size_t modbits, uint8_t *out, size_t k)
-{
-    size_t embits = modbits - 1, emlen = (embits + 7) / 8;
-    uint8_t salt[EVP_MAX_MD_SIZE * 2 + 512], h[EVP_MAX_MD_SIZE];
-    static const uint8_t zeros[8];
-    EVP_MD_CTX *ctx;
-    uint8_t *em = out + (k - emlen), *db = em;
-    size_t dblen = emlen - hlen - 1;
-    bool ok;
-
-    if ((size_t)EVP_MD_get_size(md) != hlen)
-        return CKR_DATA_LEN_RANGE;
-    if (emlen < hlen + slen + 2 || slen > sizeof(salt))
-        return CKR_MECHANISM_PARAM_INVALID;
-    if (slen && RAND_bytes(salt, (int)slen) != 1)
-        return CKR_FUNCTION_FAILED;
-    if (!(ctx = EVP_MD_CTX_new()))
-        return CKR_HOST_MEMORY;
-    ok = EVP_DigestInit_ex(ctx, md, NULL) && EVP_DigestUpdate(ctx, zeros, 8) &&
-         EVP_DigestUpdate(ctx, mhash, hlen) && EVP_DigestUpdate(ctx, salt, slen) &&
-         EVP_DigestFinal_ex(ctx, h, NULL);
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        return CKR_FUNCTION_FAILED;
-    memset(out, 0, k);
-    /* DB = PS || 0x01 || salt, masked with MGF1(H). */
-    db[dblen - slen - 1] = 0x01;
-    memcpy(db + dblen - slen, salt, slen);
-    if (!mgf1_xor(db, dblen, h, hlen, mgf))
-        return CKR_FUNCTION_FAILED;
-    db[0] &= (uint8_t)(0xff >> (8 * emlen - embits));
-    memcpy(em + dblen, h, hlen);
-    em[emlen - 1] = 0xbc;
-    return CKR_OK;
-}
-
 /* ------------------------------------------------------------------ private-key operations */
 
 static CK_RV ks_fail(tk_rc rc, CK_RV unsupported, const char *what)
@@ -594,7 +536,6 @@ static CK_RV sign_compute(p11_op *op, const uint8_t *d, size_t dlen, tk_buf *sig
     uint8_t dig[EVP_MAX_MD_SIZE], em[512];
     unsigned int diglen = 0;
     size_t klen = key_modulus_bytes(k);
-    CK_RV rv;
 
     if (op->mdctx) {
         if (d && !EVP_DigestUpdate(op->mdctx, d, dlen))
@@ -621,14 +562,15 @@ static CK_RV sign_compute(p11_op *op, const uint8_t *d, size_t dlen, tk_buf *sig
         break;
     }
     if (pss_mech(op->mech)) {
+        size_t emlen = ((size_t)tk_alg_bits(k->alg) - 1 + 7) / 8;
         if (dlen != (size_t)EVP_MD_get_size(op->param_md))
             return CKR_DATA_LEN_RANGE;
-        rv = pss_encode(d, dlen, op->param_md, op->mgf_md, op->salt_len,
-                        (size_t)tk_alg_bits(k->alg), em, klen);
-        if (rv == CKR_OK)
-            rv = rsa_raw(k, em, klen, sig);
-        OPENSSL_cleanse(em, sizeof(em));
-        return rv;
+        if (emlen < dlen + 2 || op->salt_len > emlen - dlen - 2)
+            return CKR_MECHANISM_PARAM_INVALID;
+        tk_rc rc = tk_ks_sign_pss(p11.ks, k, op->param_md, op->mgf_md, op->salt_len, d, dlen,
+                                  sig);
+        return rc == TK_OK ? CKR_OK
+                           : ks_fail(rc, CKR_MECHANISM_PARAM_INVALID, "RSA-PSS signature");
     }
     return rsa_sign_digest(k, op->md, d, dlen, sig);
 }
@@ -1081,9 +1023,11 @@ static CK_RV oaep_decode(const p11_op *op, uint8_t *em, size_t k, tk_buf *out)
                     lhash, NULL, op->param_md, NULL))
         return CKR_FUNCTION_FAILED;
     db = em + 1 + hlen;
-    if (!mgf1_xor(em + 1, hlen, db, k - hlen - 1, op->mgf_md) ||
-        !mgf1_xor(db, k - hlen - 1, em + 1, hlen, op->mgf_md))
+    if (tk_mgf1_xor(op->mgf_md, db, k - hlen - 1, em + 1, hlen) != TK_OK ||
+        tk_mgf1_xor(op->mgf_md, em + 1, hlen, db, k - hlen - 1) != TK_OK) {
+        tk_clear_error();
         return CKR_FUNCTION_FAILED;
+    }
     bad = em[0];
     bad |= (unsigned)CRYPTO_memcmp(db, lhash, hlen);
     for (size_t i = hlen; i < k - hlen - 1; i++) {

@@ -4,6 +4,7 @@
  * ssh-tpm-agent, `tpmkeys export --tss2`):
  *   "DER"  input=pem            PEM armour "TSS2 PRIVATE KEY" -> DER, structure TSS2
  *   "RSA"  input=der,structure=TSS2   DER -> RSA key object
+ *   "RSA-PSS" input=der,structure=TSS2   DER -> RSA key restricted to PSS
  *   "EC"   input=der,structure=TSS2   DER -> EC key object
  * With these in an activated provider, PEM_read_bio_PrivateKey (nginx) and the
  * openssl CLI read such files unchanged.  Data of any other kind is left to the
@@ -28,15 +29,15 @@
 
 typedef struct {
     tkp_ctx *prov;
-    tk_keytype type;    /* 0 for the PEM-to-DER step */
+    const char *type;   /* the key type decoded; NULL for the PEM-to-DER step */
 } dec_ctx;
 
-static OSSL_FUNC_decoder_newctx_fn pem_newctx, rsa_newctx, ec_newctx;
+static OSSL_FUNC_decoder_newctx_fn pem_newctx, rsa_newctx, rsapss_newctx, ec_newctx;
 static OSSL_FUNC_decoder_freectx_fn dec_freectx;
 static OSSL_FUNC_decoder_decode_fn pem_decode, key_decode;
 static OSSL_FUNC_decoder_does_selection_fn dec_does_selection;
 
-static void *dec_newctx(void *provctx, tk_keytype type)
+static void *dec_newctx(void *provctx, const char *type)
 {
     dec_ctx *ctx = calloc(1, sizeof(*ctx));
     if (!ctx) {
@@ -48,9 +49,10 @@ static void *dec_newctx(void *provctx, tk_keytype type)
     return ctx;
 }
 
-static void *pem_newctx(void *provctx) { return dec_newctx(provctx, 0); }
-static void *rsa_newctx(void *provctx) { return dec_newctx(provctx, TK_KEY_RSA); }
-static void *ec_newctx(void *provctx) { return dec_newctx(provctx, TK_KEY_EC); }
+static void *pem_newctx(void *provctx) { return dec_newctx(provctx, NULL); }
+static void *rsa_newctx(void *provctx) { return dec_newctx(provctx, "RSA"); }
+static void *rsapss_newctx(void *provctx) { return dec_newctx(provctx, "RSA-PSS"); }
+static void *ec_newctx(void *provctx) { return dec_newctx(provctx, "EC"); }
 
 static void dec_freectx(void *ctx)
 {
@@ -130,7 +132,7 @@ int tkp_pass_key(tkp_key *key, OSSL_CALLBACK *object_cb, void *object_cbarg)
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type),
         OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
-                                         key->type == TK_KEY_RSA ? "RSA" : "EC", 0),
+                                         (char *)tkp_key_type_name(key), 0),
         OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &key, sizeof(key)),
         OSSL_PARAM_END,
     };
@@ -165,23 +167,25 @@ static int file_password(tkp_ctx *prov, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *p
     return ok;
 }
 
-/* The key type in a TSS2 file's public blob (0 when unreadable: the loader says why). */
-static tk_keytype tss2_type(const tk_tss2key *f)
+/* OpenSSL's name for the key type in a TSS2 file's public blob (NULL when unreadable:
+ * the loader says why). */
+static const char *tss2_type(const tk_tss2key *f)
 {
     TPM2B_PUBLIC pub;
     if (tk_public_unmarshal(&f->pub, &pub) != TK_OK) {
         tk_clear_error();
-        return 0;
+        return NULL;
     }
-    return pub.publicArea.type == TPM2_ALG_RSA ? TK_KEY_RSA
-           : pub.publicArea.type == TPM2_ALG_ECC ? TK_KEY_EC : 0;
+    if (pub.publicArea.type == TPM2_ALG_RSA)
+        return tk_public_pss_hash(&pub) ? "RSA-PSS" : "RSA";
+    return pub.publicArea.type == TPM2_ALG_ECC ? "EC" : NULL;
 }
 
-tkp_key *tkp_tss2_load(tkp_ctx *prov, const uint8_t *data, size_t len, tk_keytype want,
+tkp_key *tkp_tss2_load(tkp_ctx *prov, const uint8_t *data, size_t len, const char *want,
                        OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg, bool *notmine)
 {
     tk_tss2key f;
-    tk_keytype t;
+    const char *t;
     tk_secret auth;
     tkp_key *key = NULL;
     tk_rc rc;
@@ -200,7 +204,7 @@ tkp_key *tkp_tss2_load(tkp_ctx *prov, const uint8_t *data, size_t len, tk_keytyp
         return NULL;
     }
     t = tss2_type(&f);
-    if (want && t && t != want) {
+    if (want && t && strcmp(t, want)) {
         *notmine = true;  /* the other key type's decoder takes it */
         tk_tss2key_free(&f);
         return NULL;
@@ -265,6 +269,14 @@ const OSSL_DISPATCH tkp_tss2_pem_decoder_functions[] = {
 
 const OSSL_DISPATCH tkp_tss2_rsa_decoder_functions[] = {
     { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))rsa_newctx },
+    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx },
+    { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection },
+    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))key_decode },
+    { 0, NULL },
+};
+
+const OSSL_DISPATCH tkp_tss2_rsapss_decoder_functions[] = {
+    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))rsapss_newctx },
     { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx },
     { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection },
     { OSSL_FUNC_DECODER_DECODE, (void (*)(void))key_decode },

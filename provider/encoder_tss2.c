@@ -155,7 +155,7 @@ static int text_encode(void *vctx, OSSL_CORE_BIO *cout, const void *obj_raw,
         ok = soft_encode(key, bio, selection, "TEXT", NULL, NULL, NULL);
     } else {
         ok = BIO_printf(bio, "TPM %s key (tpmkeys): %s%s\n",
-                        key->type == TK_KEY_RSA ? "RSA" : "EC", tkp_key_name(key),
+                        tkp_key_type_name(key), tkp_key_name(key),
                         key->priv ? ", private part inside the TPM" : "") > 0 &&
              EVP_PKEY_print_public(bio, key->pub, 0, NULL) > 0;
     }

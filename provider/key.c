@@ -71,6 +71,7 @@ tkp_key *tkp_key_dup(const tkp_key *key, int selection)
             return NULL;
         k = tkp_key_new(key->prov, key->type);
         if (k) {
+            k->pss = key->pss;
             k->pub = copy;
             k->soft = true;
             k->soft_priv = key->soft_priv && (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY);
@@ -107,9 +108,58 @@ EVP_PKEY *tkp_pub_rehome(tkp_ctx *prov, EVP_PKEY *pkey, const char *type)
     return out;
 }
 
-static const char *type_name(tk_keytype t)
+const char *tkp_key_type_name(const tkp_key *key)
 {
-    return t == TK_KEY_RSA ? "RSA" : "EC";
+    return key->type == TK_KEY_EC ? "EC" : key->pss ? "RSA-PSS" : "RSA";
+}
+
+static const char *hash_name(TPM2_ALG_ID h)
+{
+    switch (h) {
+    case TPM2_ALG_SHA1: return "SHA1";
+    case TPM2_ALG_SHA256: return "SHA2-256";
+    case TPM2_ALG_SHA384: return "SHA2-384";
+    case TPM2_ALG_SHA512: return "SHA2-512";
+    }
+    return NULL;
+}
+
+/* The public key of a TPM key restricted to PSS with hash h, as an OpenSSL RSA-PSS key
+ * carrying the same restriction (digest and MGF1 digest h, salt at least the digest
+ * length), so that certificates name the restriction and OpenSSL enforces it. */
+static EVP_PKEY *pss_rehome(tkp_ctx *prov, EVP_PKEY *pkey, TPM2_ALG_ID h)
+{
+    const char *md = hash_name(h);
+    int saltlen = h == TPM2_ALG_SHA1 ? 20 : h == TPM2_ALG_SHA256 ? 32
+                  : h == TPM2_ALG_SHA384 ? 48 : 64;
+    OSSL_PARAM *pub = NULL, *all = NULL;
+    OSSL_PARAM restrict_[] = {
+        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_RSA_DIGEST, (char *)md, 0),
+        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_RSA_MGF1_DIGEST, (char *)md, 0),
+        OSSL_PARAM_int(OSSL_PKEY_PARAM_RSA_PSS_SALTLEN, &saltlen),
+        OSSL_PARAM_END,
+    };
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *out = NULL;
+
+    if (!md) {
+        TKP_RAISE(prov, TKP_R_UNSUPPORTED, "the key signs RSA-PSS with an unknown hash 0x%x",
+                  (unsigned)h);
+        return NULL;
+    }
+    if (EVP_PKEY_todata(pkey, EVP_PKEY_PUBLIC_KEY, &pub) <= 0 ||
+        !(all = OSSL_PARAM_merge(pub, restrict_)) ||
+        !(ctx = EVP_PKEY_CTX_new_from_name(prov->libctx, "RSA-PSS", TKP_PROPQ_SW)) ||
+        EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &out, EVP_PKEY_PUBLIC_KEY, all) <= 0) {
+        TKP_RAISE(prov, TKP_R_SOFTWARE, "cannot build the RSA-PSS public key in software "
+                  "(is the default provider loaded?)");
+        out = NULL;
+    }
+    OSSL_PARAM_free(all);
+    OSSL_PARAM_free(pub);
+    EVP_PKEY_CTX_free(ctx);
+    return out;
 }
 
 /* Public key and RSA usage facts from a marshalled TPM2B_PUBLIC. */
@@ -125,10 +175,21 @@ static int key_set_public(tkp_key *key, const tk_buf *pubblob)
         return 0;
     }
     key->type = tp.publicArea.type == TPM2_ALG_RSA ? TK_KEY_RSA : TK_KEY_EC;
-    key->pub = tkp_pub_rehome(key->prov, pkey, type_name(key->type));
+    key->pss = tk_public_pss_hash(&tp) != 0;
+    key->pub = key->pss ? pss_rehome(key->prov, pkey, tk_public_pss_hash(&tp))
+                        : tkp_pub_rehome(key->prov, pkey, tkp_key_type_name(key));
     EVP_PKEY_free(pkey);
     if (!key->pub)
         return 0;
+    if ((tp.publicArea.objectAttributes & TPMA_OBJECT_RESTRICTED) && !key->unusable &&
+        !(key->unusable = strdup("the key is a restricted signing key: its TPM signs only "
+                                 "digests the TPM computed itself (tpm2-openssl makes RSA-PSS "
+                                 "keys so); tpmkeys hashes in software and cannot use it; make "
+                                 "the key with `openssl genpkey -provider tpm2 -algorithm "
+                                 "RSA-PSS -pkeyopt tpmkeys-label:NAME` instead"))) {
+        TKP_RAISE(key->prov, TKP_R_NOMEM, "out of memory");
+        return 0;
+    }
     if (key->type == TK_KEY_RSA) {
         TPMA_OBJECT a = tp.publicArea.objectAttributes;
         key->raw_rsa = (a & TPMA_OBJECT_DECRYPT) && (a & TPMA_OBJECT_SIGN_ENCRYPT) &&
@@ -194,11 +255,19 @@ tkp_key *tkp_key_from_tss2(tkp_ctx *prov, tk_tss2key *f, const tk_secret *auth)
     return key;
 }
 
+/* The type of a software key. */
+static void soft_type(tkp_key *key, EVP_PKEY *pkey)
+{
+    key->type = EVP_PKEY_is_a(pkey, "EC") ? TK_KEY_EC : TK_KEY_RSA;
+    key->pss = EVP_PKEY_is_a(pkey, "RSA-PSS");
+}
+
 tkp_key *tkp_key_from_pub(tkp_ctx *prov, EVP_PKEY *pkey)
 {
-    tkp_key *key = tkp_key_new(prov, EVP_PKEY_is_a(pkey, "RSA") ? TK_KEY_RSA : TK_KEY_EC);
+    tkp_key *key = tkp_key_new(prov, TK_KEY_RSA);
     if (!key)
         return NULL;
+    soft_type(key, pkey);
     if (!EVP_PKEY_up_ref(pkey)) {
         tkp_key_free(key);
         return NULL;
@@ -210,11 +279,12 @@ tkp_key *tkp_key_from_pub(tkp_ctx *prov, EVP_PKEY *pkey)
 
 tkp_key *tkp_key_from_soft(tkp_ctx *prov, EVP_PKEY *pkey, bool has_private)
 {
-    tkp_key *key = tkp_key_new(prov, EVP_PKEY_is_a(pkey, "RSA") ? TK_KEY_RSA : TK_KEY_EC);
+    tkp_key *key = tkp_key_new(prov, TK_KEY_RSA);
     if (!key) {
         EVP_PKEY_free(pkey);
         return NULL;
     }
+    soft_type(key, pkey);
     key->pub = pkey;
     key->soft = true;
     key->soft_priv = has_private;
@@ -279,6 +349,30 @@ int tkp_key_sign(tkp_key *key, tk_sigscheme scheme, TPM2_ALG_ID hash, const uint
     else
         rc = tk_tpm_sign(tpm, &key->tpub, &key->tpriv, &key->auth, scheme, hash, dgst, dlen, sig);
     return key_result(key, rc, "signing");
+}
+
+int tkp_key_sign_pss(tkp_key *key, const EVP_MD *md, const EVP_MD *mgf1, size_t saltlen,
+                     const uint8_t *dgst, size_t dlen, uint8_t *sig, size_t *siglen, size_t k)
+{
+    tk_buf out = { 0 };
+    tk_ks *ks;
+    tk_tpm *tpm;
+    tk_rc rc;
+    if (!key_target(key, &ks, &tpm))
+        return 0;
+    if (ks)
+        rc = tk_ks_sign_pss(ks, key->skey, md, mgf1, saltlen, dgst, dlen, &out);
+    else
+        rc = tk_tpm_sign_pss(tpm, &key->tpub, &key->tpriv, &key->auth, md, mgf1, saltlen, dgst,
+                             dlen, &out);
+    if (rc == TK_OK && out.len != k)
+        rc = tk_fail(TK_ERR_TPM, "the TPM returned %zu bytes for a %zu-byte key", out.len, k);
+    if (rc == TK_OK) {
+        memcpy(sig, out.data, k);
+        *siglen = k;
+    }
+    tk_buf_free(&out);
+    return key_result(key, rc, "PSS signing");
 }
 
 int tkp_key_rsa_raw(tkp_key *key, const uint8_t *in, size_t inlen, tk_buf *out)

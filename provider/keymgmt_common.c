@@ -22,14 +22,14 @@
 
 #include "provider.h"
 
-void *tkp_km_load(const void *reference, size_t reference_sz, tk_keytype type)
+void *tkp_km_load(const void *reference, size_t reference_sz, tk_keytype type, bool pss)
 {
     tkp_key *key;
 
     if (!reference || reference_sz != sizeof(key))
         return NULL;
     key = *(tkp_key *const *)reference;
-    if (!key || key->type != type)
+    if (!key || key->type != type || key->pss != pss)
         return NULL;
     /* Take the object: the decoder or store loader gave it up. */
     *(tkp_key **)reference = NULL;
@@ -64,7 +64,7 @@ int tkp_km_match(const void *k1, const void *k2, int selection)
 {
     const tkp_key *a = k1, *b = k2;
 
-    if (!a || !b || !a->pub || !b->pub || a->type != b->type)
+    if (!a || !b || !a->pub || !b->pub || a->type != b->type || a->pss != b->pss)
         return 0;
     if (selection & OSSL_KEYMGMT_SELECT_KEYPAIR)
         return EVP_PKEY_eq(a->pub, b->pub) == 1;

@@ -24,7 +24,7 @@ static void *ec_new(void *provctx)
 
 static void *ec_load(const void *reference, size_t reference_sz)
 {
-    return tkp_km_load(reference, reference_sz, TK_KEY_EC);
+    return tkp_km_load(reference, reference_sz, TK_KEY_EC, false);
 }
 
 static int ec_import(void *keydata, int selection, const OSSL_PARAM params[])
@@ -84,7 +84,7 @@ static const char *ec_query_operation_name(int operation_id)
 
 static void *ec_gen_init(void *provctx, int selection, const OSSL_PARAM params[])
 {
-    return tkp_km_gen_init(provctx, TK_KEY_EC, selection, params);
+    return tkp_km_gen_init(provctx, TK_KEY_EC, false, selection, params);
 }
 
 static const OSSL_PARAM *ec_gen_settable_params(void *genctx, void *provctx)

@@ -6,6 +6,8 @@
  * generated inside the TPM and stored in the tpmkeys store under that label
  * (token "tpmkeys-token", default "tpmkeys"), without auth: it is then usable at
  * once as tpmkeys:object=web, through PKCS#11 and from the tool.
+ * RSA-PSS keys are made with the TPM scheme RSAPSS and the digest asked for
+ * (-pkeyopt digest:SHA384; default SHA-256): the TPM then signs only PSS with it.
  * Without it the request is not for us but for whichever provider answers an
  * unqualified fetch (TLS ephemeral keys, parameters): a software key is made.
  */
@@ -27,10 +29,12 @@
 typedef struct {
     tkp_ctx *prov;
     tk_keytype type;
+    bool pss;               /* RSA-PSS */
     int selection;
     EVP_PKEY_CTX *sw;       /* software generation context */
     char *label, *token;
     int bits;               /* RSA */
+    char digest[32];        /* RSA-PSS: the one digest the key signs with */
     char group[32];         /* EC */
 } gen_ctx;
 
@@ -47,7 +51,7 @@ void tkp_km_gen_cleanup(void *vctx)
 
 static int sw_init(gen_ctx *ctx, EVP_PKEY *templ)
 {
-    const char *name = ctx->type == TK_KEY_RSA ? "RSA" : "EC";
+    const char *name = ctx->type == TK_KEY_EC ? "EC" : ctx->pss ? "RSA-PSS" : "RSA";
     EVP_PKEY_CTX_free(ctx->sw);
     ctx->sw = templ ? EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, templ, TKP_PROPQ_SW)
                     : EVP_PKEY_CTX_new_from_name(ctx->prov->libctx, name, TKP_PROPQ_SW);
@@ -61,7 +65,8 @@ static int sw_init(gen_ctx *ctx, EVP_PKEY *templ)
     return 1;
 }
 
-void *tkp_km_gen_init(void *provctx, tk_keytype type, int selection, const OSSL_PARAM params[])
+void *tkp_km_gen_init(void *provctx, tk_keytype type, bool pss, int selection,
+                      const OSSL_PARAM params[])
 {
     gen_ctx *ctx = calloc(1, sizeof(*ctx));
     if (!ctx) {
@@ -70,7 +75,9 @@ void *tkp_km_gen_init(void *provctx, tk_keytype type, int selection, const OSSL_
     }
     ctx->prov = provctx;
     ctx->type = type;
+    ctx->pss = pss;
     ctx->selection = selection;
+    strcpy(ctx->digest, "SHA256");
     ctx->bits = 2048;
     strcpy(ctx->group, "P-256");
     if (!sw_init(ctx, NULL) || !tkp_km_gen_set_params(ctx, params)) {
@@ -108,6 +115,11 @@ int tkp_km_gen_set_params(void *vctx, const OSSL_PARAM params[])
         }
         if (!strcmp(p->key, OSSL_PKEY_PARAM_RSA_BITS) && !OSSL_PARAM_get_int(p, &ctx->bits))
             return 0;
+        if (!strcmp(p->key, OSSL_PKEY_PARAM_RSA_DIGEST)) {
+            char *digest = ctx->digest;
+            if (!OSSL_PARAM_get_utf8_string(p, &digest, sizeof(ctx->digest)))
+                return 0;
+        }
         if (!strcmp(p->key, OSSL_PKEY_PARAM_GROUP_NAME)) {
             char *group = ctx->group;
             if (!OSSL_PARAM_get_utf8_string(p, &group, sizeof(ctx->group)))
@@ -151,11 +163,21 @@ static tk_alg tpm_alg(gen_ctx *ctx)
     return TK_ALG_NONE;
 }
 
+/* The TPM hash of an RSA-PSS key's digest (TPM2_ALG_ERROR when it has none). */
+static TPM2_ALG_ID pss_hash(gen_ctx *ctx)
+{
+    EVP_MD *md = EVP_MD_fetch(ctx->prov->libctx, ctx->digest, TKP_PROPQ_SW);
+    TPM2_ALG_ID h = tkp_md_to_tpm(md);
+    EVP_MD_free(md);
+    return h;
+}
+
 /* Generate in the TPM and store under ctx->label. */
 static tkp_key *gen_tpm(gen_ctx *ctx)
 {
     const char *token = ctx->token ? ctx->token : TK_DEFAULT_TOKEN;
     tk_alg alg = tpm_alg(ctx);
+    tk_keygen_opts opts = { 0 };
     tk_token *tok = NULL;
     tk_key *k = NULL;
     tkp_key *key = NULL;
@@ -168,11 +190,17 @@ static tkp_key *gen_tpm(gen_ctx *ctx)
                   ctx->type == TK_KEY_RSA ? "this RSA size" : ctx->group);
         return NULL;
     }
+    if (ctx->pss && (opts.rsa_pss_hash = pss_hash(ctx)) == TPM2_ALG_ERROR) {
+        TKP_RAISE(ctx->prov, TKP_R_UNSUPPORTED,
+                  "TPM RSA-PSS keys sign with SHA-1 or SHA-2, not %s", ctx->digest);
+        return NULL;
+    }
     if (!(ks = tkp_ks(ctx->prov)))
         return NULL;
     rc = tk_token_get(tk_ks_store(ks), token, &tok);
     if (rc == TK_OK)
-        rc = tk_ks_create_key(ks, tok->id, ctx->label, alg, TK_AUTH_NONE, NULL, NULL, &k);
+        rc = tk_ks_create_key_opts(ks, tok->id, ctx->label, alg, &opts, TK_AUTH_NONE, NULL,
+                                   NULL, &k);
     if (rc != TK_OK) {
         char what[128];
         snprintf(what, sizeof(what), "creating key \"%s\" in token \"%s\"", ctx->label, token);

@@ -161,6 +161,8 @@ tk_tpm *tkp_tpm(tkp_ctx *prov)
 static const OSSL_ALGORITHM keymgmts[] = {
     { "RSA:rsaEncryption:1.2.840.113549.1.1.1", TKP_PROPS, tkp_rsa_keymgmt_functions,
       "TPM-backed RSA keys" },
+    { "RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", TKP_PROPS, tkp_rsapss_keymgmt_functions,
+      "TPM-backed RSA keys restricted to PSS" },
     { "EC:id-ecPublicKey:1.2.840.10045.2.1", TKP_PROPS, tkp_ec_keymgmt_functions,
       "TPM-backed EC keys" },
     { NULL, NULL, NULL, NULL },
@@ -189,6 +191,8 @@ static const OSSL_ALGORITHM decoders[] = {
       "TSS2 PRIVATE KEY PEM to DER" },
     { "RSA:rsaEncryption:1.2.840.113549.1.1.1", TKP_PROPS ",input=der,structure=TSS2",
       tkp_tss2_rsa_decoder_functions, "TSS2 PRIVATE KEY (RSA)" },
+    { "RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", TKP_PROPS ",input=der,structure=TSS2",
+      tkp_tss2_rsapss_decoder_functions, "TSS2 PRIVATE KEY (RSA restricted to PSS)" },
     { "EC:id-ecPublicKey:1.2.840.10045.2.1", TKP_PROPS ",input=der,structure=TSS2",
       tkp_tss2_ec_decoder_functions, "TSS2 PRIVATE KEY (EC)" },
     { NULL, NULL, NULL, NULL },
@@ -203,6 +207,7 @@ static const OSSL_ALGORITHM decoders[] = {
 
 static const OSSL_ALGORITHM encoders[] = {
     ENCODERS("RSA:rsaEncryption:1.2.840.113549.1.1.1"),
+    ENCODERS("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10"),
     ENCODERS("EC:id-ecPublicKey:1.2.840.10045.2.1"),
     { NULL, NULL, NULL, NULL },
 };

@@ -89,6 +89,7 @@ typedef struct tkp_key {
     char *unusable;         /* why this key file cannot be used (reported at first use:
                              * OpenSSL's decoders drop errors raised while decoding) */
     bool raw_rsa;           /* RSA key usable for raw private operations (software padding) */
+    bool pss;               /* an RSA key restricted to PSS: OpenSSL's RSA-PSS key type */
     bool soft;              /* a software key (pub may hold a private part): not the TPM's */
     bool soft_priv;         /* ... and it has its private part */
 } tkp_key;
@@ -109,6 +110,8 @@ tkp_key *tkp_key_from_pub(tkp_ctx *prov, EVP_PKEY *pkey);
  * provider answers an unqualified fetch (it was loaded first); they are served by
  * delegating every operation to a software provider. */
 tkp_key *tkp_key_from_soft(tkp_ctx *prov, EVP_PKEY *pkey, bool has_private);
+/* OpenSSL's name for the key's type: "RSA", "RSA-PSS" or "EC". */
+const char *tkp_key_type_name(const tkp_key *key);
 /* Bytes of a coordinate (EC) or of the modulus (RSA). */
 size_t tkp_key_size(const tkp_key *key);
 /* Name a key for messages: store label or "key file". */
@@ -116,6 +119,9 @@ const char *tkp_key_name(const tkp_key *key);
 
 int tkp_key_sign(tkp_key *key, tk_sigscheme scheme, TPM2_ALG_ID hash, const uint8_t *dgst,
                  size_t dlen, tk_buf *sig);
+/* RSA-PSS of a digest into sig (k bytes, the modulus length). */
+int tkp_key_sign_pss(tkp_key *key, const EVP_MD *md, const EVP_MD *mgf1, size_t saltlen,
+                     const uint8_t *dgst, size_t dlen, uint8_t *sig, size_t *siglen, size_t k);
 int tkp_key_rsa_raw(tkp_key *key, const uint8_t *in, size_t inlen, tk_buf *out);
 int tkp_key_rsa_decrypt(tkp_key *key, TPM2_ALG_ID scheme, TPM2_ALG_ID hash, const uint8_t *label,
                         size_t labellen, const uint8_t *in, size_t inlen, tk_buf *out);
@@ -132,7 +138,7 @@ TPM2_ALG_ID tkp_len_to_tpm(size_t len);
 /* ------------------------------------------------------------------ keymgmt (keymgmt_common.c) */
 
 /* Shared keymgmt entry points: the key object is the same for RSA and EC. */
-void *tkp_km_load(const void *reference, size_t reference_sz, tk_keytype type);
+void *tkp_km_load(const void *reference, size_t reference_sz, tk_keytype type, bool pss);
 void tkp_km_free(void *keydata);
 int tkp_km_has(const void *keydata, int selection);
 int tkp_km_match(const void *k1, const void *k2, int selection);
@@ -143,7 +149,8 @@ int tkp_km_set_params(void *keydata, const OSSL_PARAM params[]);
 void *tkp_km_dup(const void *keydata, int selection);
 /* Key generation: software keys (ephemeral TLS keys, parameters), or TPM keys stored in
  * the store when the "tpmkeys-label" parameter names the new key. */
-void *tkp_km_gen_init(void *provctx, tk_keytype type, int selection, const OSSL_PARAM params[]);
+void *tkp_km_gen_init(void *provctx, tk_keytype type, bool pss, int selection,
+                      const OSSL_PARAM params[]);
 int tkp_km_gen_set_params(void *genctx, const OSSL_PARAM params[]);
 int tkp_km_gen_set_template(void *genctx, void *templ);
 void *tkp_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg);
@@ -152,6 +159,7 @@ void tkp_km_gen_cleanup(void *genctx);
 /* ------------------------------------------------------------------ dispatch tables */
 
 extern const OSSL_DISPATCH tkp_rsa_keymgmt_functions[];
+extern const OSSL_DISPATCH tkp_rsapss_keymgmt_functions[];
 extern const OSSL_DISPATCH tkp_ec_keymgmt_functions[];
 extern const OSSL_DISPATCH tkp_rsa_signature_functions[];
 extern const OSSL_DISPATCH tkp_ecdsa_signature_functions[];
@@ -159,6 +167,7 @@ extern const OSSL_DISPATCH tkp_rsa_asym_cipher_functions[];
 extern const OSSL_DISPATCH tkp_ecdh_keyexch_functions[];
 extern const OSSL_DISPATCH tkp_tss2_pem_decoder_functions[];
 extern const OSSL_DISPATCH tkp_tss2_rsa_decoder_functions[];
+extern const OSSL_DISPATCH tkp_tss2_rsapss_decoder_functions[];
 extern const OSSL_DISPATCH tkp_tss2_ec_decoder_functions[];
 extern const OSSL_DISPATCH tkp_store_functions[];
 extern const OSSL_DISPATCH tkp_handle_store_functions[];
@@ -172,8 +181,8 @@ extern const OSSL_DISPATCH tkp_text_encoder_functions[];
 /* Decoder/store helpers shared by decoder_tss2.c and store_tpmkeys.c. */
 /* Build a key from TSS2 file contents; asks pw_cb for the password when the file says
  * the key has one.  Returns NULL with an error raised; *notmine when the data is not a
- * TSS2 key at all or not of type want (0 = any). */
-tkp_key *tkp_tss2_load(tkp_ctx *prov, const uint8_t *data, size_t len, tk_keytype want,
+ * TSS2 key at all or not of the type named want ("RSA", "RSA-PSS", "EC"; NULL = any). */
+tkp_key *tkp_tss2_load(tkp_ctx *prov, const uint8_t *data, size_t len, const char *want,
                        OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg, bool *notmine);
 /* Hand a key to OpenSSL as an object reference (decoders and store loaders). */
 int tkp_pass_key(tkp_key *key, OSSL_CALLBACK *object_cb, void *object_cbarg);

@@ -3,11 +3,9 @@
  * RSA signatures: PKCS#1 v1.5 and PSS.
  *
  * PKCS#1 v1.5 with a digest: the TPM signs (TPM2_Sign, RSASSA).
- * PSS: padded here (EMSA-PSS, RFC 8017 9.1.1) with the requested salt length and
- * finished with the TPM's raw RSA operation, because TPMs choose their own salt
- * (swtpm: the digest length; many chips: the maximum, which TLS 1.3 verifiers
- * reject).  Keys whose TPM attributes forbid the raw operation fall back to the
- * TPM's PSS when the salt length asked for is the digest length.
+ * PSS: the store's PSS signing (tk_tpm_sign_pss: padded in software with the
+ * requested salt length and finished with the raw RSA operation, or the TPM's own
+ * PSS for keys that forbid that, when the salt length is the digest length).
  * No digest (pkeyutl -sign on raw input) and no padding: padded here, raw in the TPM.
  */
 #include "config.h"
@@ -18,7 +16,6 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/params.h>
-#include <openssl/rand.h>
 #include <openssl/rsa.h>
 
 #include "sig.h"
@@ -46,93 +43,6 @@ static int rsa_params(tkp_sig_ctx *ctx, int *pad, int *saltlen, char *mgf1, size
     return 1;
 }
 
-/* MGF1 (RFC 8017 B.2.1): xor the mask of seed into out[0..len). */
-static int mgf1_xor(const EVP_MD *md, const uint8_t *seed, size_t seedlen, uint8_t *out,
-                    size_t len)
-{
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    uint8_t block[EVP_MAX_MD_SIZE];
-    unsigned int blen = 0;
-    int ok = c != NULL;
-
-    for (uint32_t counter = 0, done = 0; ok && done < len; counter++) {
-        uint8_t cb[4] = { (uint8_t)(counter >> 24), (uint8_t)(counter >> 16),
-                          (uint8_t)(counter >> 8), (uint8_t)counter };
-        ok = EVP_DigestInit_ex2(c, md, NULL) && EVP_DigestUpdate(c, seed, seedlen) &&
-             EVP_DigestUpdate(c, cb, 4) && EVP_DigestFinal_ex(c, block, &blen);
-        for (unsigned int i = 0; ok && i < blen && done < len; i++)
-            out[done++] ^= block[i];
-    }
-    OPENSSL_cleanse(block, sizeof(block));
-    EVP_MD_CTX_free(c);
-    return ok;
-}
-
-/* EMSA-PSS-ENCODE into em (k bytes, the modulus length) for a modulus of modbits bits. */
-static int pss_encode(tkp_sig_ctx *ctx, const EVP_MD *md, const EVP_MD *mgf1md,
-                      const uint8_t *mhash, size_t hlen, int saltlen, size_t modbits,
-                      uint8_t *out, size_t k)
-{
-    size_t embits = modbits - 1, emlen = (embits + 7) / 8, dblen, slen;
-    uint8_t *em = out + (k - emlen), *salt = NULL;
-    static const uint8_t zeros[8] = { 0 };
-    EVP_MD_CTX *c = NULL;
-    unsigned int hl = 0;
-    int ok = 0;
-
-    if (emlen < hlen + 2) {
-        TKP_RAISE(ctx->prov, TKP_R_INVALID, "the RSA key is too small for PSS with this digest");
-        return 0;
-    }
-    switch (saltlen) {
-    case RSA_PSS_SALTLEN_DIGEST: slen = hlen; break;
-    case RSA_PSS_SALTLEN_AUTO:
-    case RSA_PSS_SALTLEN_MAX: slen = emlen - hlen - 2; break;
-    default:
-        if (saltlen < 0) {
-            TKP_RAISE(ctx->prov, TKP_R_UNSUPPORTED, "PSS salt length %d is not supported",
-                      saltlen);
-            return 0;
-        }
-        slen = (size_t)saltlen;
-    }
-    if (emlen < hlen + slen + 2) {
-        TKP_RAISE(ctx->prov, TKP_R_INVALID, "PSS salt of %zu bytes does not fit the key", slen);
-        return 0;
-    }
-    memset(out, 0, k);
-    dblen = emlen - hlen - 1;
-    if (!(salt = malloc(slen + 1))) {
-        TKP_RAISE(ctx->prov, TKP_R_NOMEM, "out of memory");
-        return 0;
-    }
-    if (slen && RAND_bytes_ex(ctx->prov->libctx, salt, slen, 0) <= 0) {
-        TKP_RAISE(ctx->prov, TKP_R_SOFTWARE, "no random salt for PSS");
-        free(salt);
-        return 0;
-    }
-    /* H = Hash(0^8 || mHash || salt), stored after DB. */
-    if (!(c = EVP_MD_CTX_new()) || !EVP_DigestInit_ex2(c, md, NULL) ||
-        !EVP_DigestUpdate(c, zeros, sizeof(zeros)) || !EVP_DigestUpdate(c, mhash, hlen) ||
-        !EVP_DigestUpdate(c, salt, slen) || !EVP_DigestFinal_ex(c, em + dblen, &hl) ||
-        hl != hlen)
-        goto out;
-    /* DB = PS || 0x01 || salt, masked with MGF1(H). */
-    em[dblen - slen - 1] = 0x01;
-    memcpy(em + dblen - slen, salt, slen);
-    if (!mgf1_xor(mgf1md, em + dblen, hlen, em, dblen))
-        goto out;
-    em[0] &= (uint8_t)(0xFF >> (8 * emlen - embits));
-    em[emlen - 1] = 0xbc;
-    ok = 1;
-out:
-    if (!ok)
-        TKP_RAISE(ctx->prov, TKP_R_SOFTWARE, "PSS encoding failed");
-    free(salt);
-    EVP_MD_CTX_free(c);
-    return ok;
-}
-
 /* EMSA-PKCS1-v1_5 type 1 padding of raw input (no DigestInfo: the caller's bytes). */
 static int pkcs1_type1(tkp_sig_ctx *ctx, const uint8_t *in, size_t inlen, uint8_t *em, size_t k)
 {
@@ -148,6 +58,27 @@ static int pkcs1_type1(tkp_sig_ctx *ctx, const uint8_t *in, size_t inlen, uint8_
     em[k - inlen - 1] = 0x00;
     memcpy(em + k - inlen, in, inlen);
     return 1;
+}
+
+/* The salt length in bytes for OpenSSL's salt length setting (-1 when not supported). */
+static int pss_saltlen(tkp_sig_ctx *ctx, int saltlen, size_t hlen)
+{
+    int emlen = (EVP_PKEY_get_bits(ctx->key->pub) - 1 + 7) / 8;
+
+    switch (saltlen) {
+    case RSA_PSS_SALTLEN_DIGEST:
+        return (int)hlen;
+    case RSA_PSS_SALTLEN_AUTO:
+    case RSA_PSS_SALTLEN_MAX:
+        if (emlen < (int)hlen + 2)
+            break;
+        return emlen - (int)hlen - 2;
+    default:
+        if (saltlen >= 0)
+            return saltlen;
+    }
+    TKP_RAISE(ctx->prov, TKP_R_UNSUPPORTED, "PSS salt length %d is not supported", saltlen);
+    return -1;
 }
 
 static int need_raw(tkp_sig_ctx *ctx, const char *what)
@@ -202,7 +133,7 @@ static int rsa_sign_core(tkp_sig_ctx *ctx, uint8_t *sig, size_t *siglen, size_t 
                          const uint8_t *tbs, size_t tbslen)
 {
     size_t k = tkp_key_size(ctx->key);
-    int pad, saltlen, ok = 0;
+    int pad, saltlen, slen, ok = 0;
     char mgf1name[64];
     EVP_MD *md = NULL, *mgf1md = NULL;
     uint8_t *em = NULL;
@@ -256,18 +187,9 @@ static int rsa_sign_core(tkp_sig_ctx *ctx, uint8_t *sig, size_t *siglen, size_t 
             TKP_RAISE(ctx->prov, TKP_R_UNSUPPORTED, "unknown MGF1 digest %s", mgf1name);
             break;
         }
-        if (ctx->key->raw_rsa) {
-            ok = pss_encode(ctx, md, mgf1md, tbs, tbslen, saltlen,
-                            (size_t)EVP_PKEY_get_bits(ctx->key->pub), em, k) &&
-                 raw_finish(ctx, em, k, sig, siglen);
-        } else if ((saltlen == RSA_PSS_SALTLEN_DIGEST || saltlen == (int)tbslen) &&
-                   mgf1md == md && hash != TPM2_ALG_ERROR) {
-            ok = tpm_finish(ctx, TK_SIG_RSAPSS, hash, tbs, tbslen, sig, siglen, k);
-        } else {
-            TKP_RAISE(ctx->prov, TKP_R_UNSUPPORTED,
-                      "this key signs PSS only in the TPM, with salt length = digest length "
-                      "(set rsa_pss_saltlen:digest)");
-        }
+        if ((slen = pss_saltlen(ctx, saltlen, tbslen)) < 0)
+            break;
+        ok = tkp_key_sign_pss(ctx->key, md, mgf1md, (size_t)slen, tbs, tbslen, sig, siglen, k);
         break;
     case RSA_NO_PADDING:
         if (tbslen != k) {

@@ -567,6 +567,13 @@ static tk_rc label_free(tk_ks *ks, int64_t token_id, const char *label)
 tk_rc tk_ks_create_key(tk_ks *ks, int64_t token_id, const char *label, tk_alg alg,
                        tk_authmode auth, tk_progress_fn progress, void *arg, tk_key **out)
 {
+    return tk_ks_create_key_opts(ks, token_id, label, alg, NULL, auth, progress, arg, out);
+}
+
+tk_rc tk_ks_create_key_opts(tk_ks *ks, int64_t token_id, const char *label, tk_alg alg,
+                            const tk_keygen_opts *opts, tk_authmode auth,
+                            tk_progress_fn progress, void *arg, tk_key **out)
+{
     tk_secret a;
     tk_key *k = NULL;
     tk_rc rc;
@@ -584,7 +591,8 @@ tk_rc tk_ks_create_key(tk_ks *ks, int64_t token_id, const char *label, tk_alg al
         return rc;
     if ((rc = new_key_auth(ks, k, &a)) != TK_OK)
         goto out;
-    if ((rc = tk_tpm_create_key(ks->tpm, alg, &a, progress, arg, &k->pub, &k->priv)) != TK_OK)
+    if ((rc = tk_tpm_create_key_opts(ks->tpm, alg, opts, &a, progress, arg, &k->pub,
+                                     &k->priv)) != TK_OK)
         goto out;
     rc = key_store(ks, k, out);
 out:
@@ -739,6 +747,18 @@ tk_rc tk_ks_sign(tk_ks *ks, const tk_key *k, tk_sigscheme scheme, TPM2_ALG_ID ha
     tk_rc rc = tk_ks_key_auth(ks, k, &a);
     if (rc == TK_OK)
         rc = tk_tpm_sign(ks->tpm, &k->pub, &k->priv, &a, scheme, hash, digest, dlen, sig);
+    tk_secret_clear(&a);
+    return rc;
+}
+
+tk_rc tk_ks_sign_pss(tk_ks *ks, const tk_key *k, const EVP_MD *md, const EVP_MD *mgf1,
+                     size_t saltlen, const uint8_t *mhash, size_t hlen, tk_buf *sig)
+{
+    tk_secret a;
+    tk_rc rc = tk_ks_key_auth(ks, k, &a);
+    if (rc == TK_OK)
+        rc = tk_tpm_sign_pss(ks->tpm, &k->pub, &k->priv, &a, md, mgf1, saltlen, mhash, hlen,
+                             sig);
     tk_secret_clear(&a);
     return rc;
 }

@@ -876,10 +876,17 @@ out:
 tk_rc tk_tpm_create_key(tk_tpm *t, tk_alg alg, const tk_secret *auth, tk_progress_fn progress,
                         void *progress_arg, tk_buf *pub, tk_buf *priv)
 {
+    return tk_tpm_create_key_opts(t, alg, NULL, auth, progress, progress_arg, pub, priv);
+}
+
+tk_rc tk_tpm_create_key_opts(tk_tpm *t, tk_alg alg, const tk_keygen_opts *opts,
+                             const tk_secret *auth, tk_progress_fn progress,
+                             void *progress_arg, tk_buf *pub, tk_buf *priv)
+{
     TPM2B_PUBLIC tmpl;
     tk_rc rc;
 
-    if ((rc = tk_template_for(alg, &tmpl)) != TK_OK)
+    if ((rc = tk_template_for_opts(alg, opts, &tmpl)) != TK_OK)
         return rc;
     if (progress)
         progress(progress_arg);

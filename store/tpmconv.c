@@ -434,6 +434,25 @@ static tk_rc public_set_size(TPM2B_PUBLIC *pub)
 
 tk_rc tk_template_for(tk_alg alg, TPM2B_PUBLIC *tmpl)
 {
+    return tk_template_for_opts(alg, NULL, tmpl);
+}
+
+static bool is_sig_hash(TPM2_ALG_ID h)
+{
+    return h == TPM2_ALG_SHA1 || h == TPM2_ALG_SHA256 || h == TPM2_ALG_SHA384 ||
+           h == TPM2_ALG_SHA512;
+}
+
+TPM2_ALG_ID tk_public_pss_hash(const TPM2B_PUBLIC *pub)
+{
+    const TPMT_PUBLIC *p = &pub->publicArea;
+    if (p->type != TPM2_ALG_RSA || p->parameters.rsaDetail.scheme.scheme != TPM2_ALG_RSAPSS)
+        return 0;
+    return p->parameters.rsaDetail.scheme.details.rsapss.hashAlg;
+}
+
+tk_rc tk_template_for_opts(tk_alg alg, const tk_keygen_opts *opts, TPM2B_PUBLIC *tmpl)
+{
     TPM2B_PUBLIC t;
     tk_rc rc;
 
@@ -461,6 +480,16 @@ tk_rc tk_template_for(tk_alg alg, TPM2B_PUBLIC *tmpl)
         break;
     default:
         return tk_fail(TK_ERR_UNSUPPORTED, "unknown key algorithm %d", (int)alg);
+    }
+    if (opts && opts->rsa_pss_hash) {
+        /* A signing scheme is allowed only on keys that do not also decrypt. */
+        if (t.publicArea.type != TPM2_ALG_RSA)
+            return tk_fail(TK_ERR_INVALID, "only RSA keys can be restricted to RSA-PSS");
+        if (!is_sig_hash(opts->rsa_pss_hash))
+            return tk_fail(TK_ERR_UNSUPPORTED, "RSA-PSS keys hash with SHA-1 or SHA-2");
+        t.publicArea.objectAttributes &= ~TPMA_OBJECT_DECRYPT;
+        t.publicArea.parameters.rsaDetail.scheme.scheme = TPM2_ALG_RSAPSS;
+        t.publicArea.parameters.rsaDetail.scheme.details.rsapss.hashAlg = opts->rsa_pss_hash;
     }
     rc = public_set_size(&t);
     if (rc == TK_OK)

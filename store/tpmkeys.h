@@ -268,6 +268,16 @@ tk_rc tk_pkey_to_tpm(EVP_PKEY *pkey, const tk_secret *auth, TPM2B_PUBLIC *pub,
 /* The TPM template for a key generated inside the TPM. */
 tk_rc tk_template_for(tk_alg alg, TPM2B_PUBLIC *tmpl);
 
+/* Options for a key generated inside the TPM (NULL or zeroed = the defaults). */
+typedef struct {
+    /* Non-zero (TPM2_ALG_SHA256...): an RSA key that signs only RSASSA-PSS with this
+     * hash (TPM scheme RSAPSS, no decrypt): OpenSSL's RSA-PSS key type. */
+    TPM2_ALG_ID rsa_pss_hash;
+} tk_keygen_opts;
+tk_rc tk_template_for_opts(tk_alg alg, const tk_keygen_opts *opts, TPM2B_PUBLIC *tmpl);
+/* The hash of a key restricted to RSASSA-PSS (its TPM scheme), or 0. */
+TPM2_ALG_ID tk_public_pss_hash(const TPM2B_PUBLIC *pub);
+
 /* Build TPM2_Import's inputs: wrap sens for a parent whose public area is parent_pub
  * (an ECC P-256 or RSA-2048 storage key with AES-128-CFB), outer wrap only:
  * a fresh seed encrypted to the parent (ECDH + KDFe, or RSA-OAEP "DUPLICATE"),
@@ -312,6 +322,9 @@ typedef void (*tk_progress_fn)(void *arg);
 tk_rc tk_tpm_create_key(tk_tpm *t, tk_alg alg, const tk_secret *auth,
                         tk_progress_fn progress, void *progress_arg,
                         tk_buf *pub, tk_buf *priv);
+tk_rc tk_tpm_create_key_opts(tk_tpm *t, tk_alg alg, const tk_keygen_opts *opts,
+                             const tk_secret *auth, tk_progress_fn progress,
+                             void *progress_arg, tk_buf *pub, tk_buf *priv);
 /* Import a software key under the SRK (TPM2_Import with an outer-wrapped duplicate). */
 tk_rc tk_tpm_import_pkey(tk_tpm *t, EVP_PKEY *pkey, const tk_secret *auth,
                          tk_buf *pub, tk_buf *priv);
@@ -337,6 +350,23 @@ typedef enum {
 tk_rc tk_tpm_sign(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_secret *auth,
                   tk_sigscheme scheme, TPM2_ALG_ID hash, const uint8_t *digest, size_t dlen,
                   tk_buf *sig);
+/* RSA-PSS of a digest (mhash, hlen bytes of md) with MGF1 over mgf1 (NULL = md) and a
+ * salt of saltlen bytes: padded in software and finished with the raw RSA operation when
+ * the key allows it (tk_public_rsa_raw_ok), else signed by the TPM when the parameters
+ * are the ones TPMs use (salt = digest length, MGF1 over md) and checked against the
+ * public key (TPMs choose their own salt).  sig: modulus-length bytes. */
+tk_rc tk_tpm_sign_pss(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_secret *auth,
+                      const EVP_MD *md, const EVP_MD *mgf1, size_t saltlen,
+                      const uint8_t *mhash, size_t hlen, tk_buf *sig);
+/* out[0..len) ^= MGF1(seed) over md (RFC 8017 B.2.1). */
+tk_rc tk_mgf1_xor(const EVP_MD *md, const uint8_t *seed, size_t seedlen, uint8_t *out,
+                  size_t len);
+/* EMSA-PSS-ENCODE (RFC 8017 9.1.1) into out (k bytes) for a modbits-bit modulus. */
+tk_rc tk_pss_encode(const EVP_MD *md, const EVP_MD *mgf1, const uint8_t *mhash, size_t hlen,
+                    size_t saltlen, size_t modbits, uint8_t *out, size_t k);
+/* Whether the TPM lets this RSA key do the raw private operation (decrypt and sign set,
+ * not restricted, no fixed scheme: all keys tpmkeys makes or imports). */
+bool tk_public_rsa_raw_ok(const TPM2B_PUBLIC *pub);
 /* Raw RSA private operation (m^d mod n) for software padding; needs a key whose scheme
  * is TPM2_ALG_NULL and decrypt set (all tpmkeys keys). in has the modulus length. */
 tk_rc tk_tpm_rsa_raw(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_secret *auth,
@@ -430,6 +460,9 @@ bool tk_ks_logged_in(tk_ks *ks, int64_t token_id);
  * of the public point / modulus, as PKCS#11 tools expect). */
 tk_rc tk_ks_create_key(tk_ks *ks, int64_t token_id, const char *label, tk_alg alg,
                        tk_authmode auth, tk_progress_fn progress, void *arg, tk_key **out);
+tk_rc tk_ks_create_key_opts(tk_ks *ks, int64_t token_id, const char *label, tk_alg alg,
+                            const tk_keygen_opts *opts, tk_authmode auth,
+                            tk_progress_fn progress, void *arg, tk_key **out);
 /* Import a file: private key (PEM/DER/OpenSSH) or a TSS2 PRIVATE KEY.  For TSS2 files
  * with a password, file_auth is that password (re-wrapped with ObjectChangeAuth to the
  * token auth). */
@@ -447,6 +480,8 @@ tk_rc tk_ks_key_auth_check(tk_ks *ks, int64_t token_id, tk_authmode auth);
 
 tk_rc tk_ks_sign(tk_ks *ks, const tk_key *k, tk_sigscheme scheme, TPM2_ALG_ID hash,
                  const uint8_t *digest, size_t dlen, tk_buf *sig);
+tk_rc tk_ks_sign_pss(tk_ks *ks, const tk_key *k, const EVP_MD *md, const EVP_MD *mgf1,
+                     size_t saltlen, const uint8_t *mhash, size_t hlen, tk_buf *sig);
 tk_rc tk_ks_rsa_raw(tk_ks *ks, const tk_key *k, const uint8_t *in, size_t inlen, tk_buf *out);
 tk_rc tk_ks_rsa_decrypt(tk_ks *ks, const tk_key *k, TPM2_ALG_ID scheme, TPM2_ALG_ID hash,
                         const uint8_t *label, size_t labellen, const uint8_t *in, size_t inlen,

@@ -97,105 +97,6 @@ out:
 
 /* ------------------------------------------------------------------ sign */
 
-/* out[0..len) ^= MGF1(seed) (RFC 8017, B.2.1). */
-static tk_rc mgf1_xor(const EVP_MD *md, const uint8_t *seed, size_t seedlen, uint8_t *out,
-                      size_t len)
-{
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    uint8_t block[EVP_MAX_MD_SIZE];
-    unsigned blen = 0;
-    tk_rc rc = TK_OK;
-
-    if (!ctx)
-        return tk_fail_ossl(TK_ERR_NOMEM, "out of memory");
-    for (uint32_t counter = 0, done = 0; done < len; counter++) {
-        uint8_t c[4] = { (uint8_t)(counter >> 24), (uint8_t)(counter >> 16),
-                         (uint8_t)(counter >> 8), (uint8_t)counter };
-        if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, seed, seedlen) ||
-            !EVP_DigestUpdate(ctx, c, sizeof(c)) || !EVP_DigestFinal_ex(ctx, block, &blen)) {
-            rc = tk_fail_ossl(TK_ERR_NOMEM, "MGF1");
-            break;
-        }
-        for (unsigned i = 0; i < blen && done < len; i++)
-            out[done++] ^= block[i];
-    }
-    EVP_MD_CTX_free(ctx);
-    return rc;
-}
-
-/* EMSA-PSS-ENCODE (RFC 8017, 9.1.1) with MGF1 over the same hash and a salt as long as
- * the digest, into em of modlen bytes: the input of the raw RSA private operation.
- * Padding in software keeps the salt length the same on every TPM (chips differ). */
-static tk_rc pss_encode(const EVP_MD *md, const uint8_t *mhash, size_t hlen, int modbits,
-                        uint8_t *em, size_t modlen)
-{
-    static const uint8_t zeros[8] = { 0 };
-    size_t embits = (size_t)modbits - 1, emlen = (embits + 7) / 8, slen = hlen;
-    uint8_t salt[EVP_MAX_MD_SIZE], h[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    uint8_t *out;
-    size_t dblen;
-    tk_rc rc;
-
-    if (emlen > modlen || emlen < hlen + slen + 2)
-        return tk_fail(TK_ERR_UNSUPPORTED, "the key is too small for PSS with this hash");
-    memset(em, 0, modlen);
-    out = em + (modlen - emlen);
-    dblen = emlen - hlen - 1;
-    if (RAND_bytes(salt, (int)slen) != 1)
-        return tk_fail_ossl(TK_ERR_NOMEM, "no random bytes for the PSS salt");
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || !EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, zeros, 8) ||
-        !EVP_DigestUpdate(ctx, mhash, hlen) || !EVP_DigestUpdate(ctx, salt, slen) ||
-        !EVP_DigestFinal_ex(ctx, h, &n) || n != hlen) {
-        EVP_MD_CTX_free(ctx);
-        return tk_fail_ossl(TK_ERR_NOMEM, "hashing for PSS");
-    }
-    EVP_MD_CTX_free(ctx);
-    /* DB = PS (zeros) || 0x01 || salt, masked with MGF1(H). */
-    out[dblen - slen - 1] = 0x01;
-    memcpy(out + dblen - slen, salt, slen);
-    if ((rc = mgf1_xor(md, h, hlen, out, dblen)) != TK_OK)
-        return rc;
-    out[0] &= (uint8_t)(0xff >> (8 * emlen - embits));
-    memcpy(out + dblen, h, hlen);
-    out[emlen - 1] = 0xbc;
-    return TK_OK;
-}
-
-/* Whether the TPM lets this key do a raw RSA operation (decrypt set, no fixed scheme). */
-static bool rsa_raw_allowed(const tk_key *k)
-{
-    TPM2B_PUBLIC pub;
-
-    if (tk_public_unmarshal(&k->pub, &pub) != TK_OK) {
-        tk_clear_error();
-        return false;
-    }
-    return (pub.publicArea.objectAttributes & TPMA_OBJECT_DECRYPT) &&
-           pub.publicArea.parameters.rsaDetail.scheme.scheme == TPM2_ALG_NULL;
-}
-
-static tk_rc sign_pss(struct tool *t, const tk_key *k, EVP_PKEY *pub, const struct hash *h,
-                      const uint8_t *d, size_t dlen, tk_buf *sig)
-{
-    int bits = EVP_PKEY_get_bits(pub);
-    size_t modlen = (size_t)(bits + 7) / 8;
-    uint8_t *em;
-    tk_rc rc;
-
-    /* Keys made elsewhere may be sign-only: then the TPM pads (its own salt length). */
-    if (!rsa_raw_allowed(k))
-        return tk_ks_sign(t->ks, k, TK_SIG_RSAPSS, h->alg, d, dlen, sig);
-    if (!(em = malloc(modlen)))
-        return tk_fail(TK_ERR_NOMEM, "out of memory");
-    rc = pss_encode(h->md(), d, dlen, bits, em, modlen);
-    if (rc == TK_OK)
-        rc = tk_ks_rsa_raw(t->ks, k, em, modlen, sig);
-    OPENSSL_clear_free(em, modlen);
-    return rc;
-}
-
 /* Check a signature against the public key before it is written. */
 static tk_rc verify_sig(EVP_PKEY *pub, const EVP_MD *md, int padding, int saltlen,
                         const uint8_t *d, size_t dlen, const tk_buf *sig)
@@ -252,9 +153,10 @@ static tk_rc sign_run(struct tool *t, const char *label, const struct sign_args 
     if (tk_alg_type(k->alg) == TK_KEY_EC) {
         rc = tk_ks_sign(t->ks, k, TK_SIG_ECDSA, a->hash->alg, d, dlen, &sig);
     } else if (a->pss) {
-        rc = sign_pss(t, k, pub, a->hash, d, dlen, &sig);
+        /* Salt = digest length, the same on every TPM (padded in software). */
+        rc = tk_ks_sign_pss(t->ks, k, a->hash->md(), NULL, dlen, d, dlen, &sig);
         padding = RSA_PKCS1_PSS_PADDING;
-        saltlen = rsa_raw_allowed(k) ? RSA_PSS_SALTLEN_DIGEST : RSA_PSS_SALTLEN_AUTO;
+        saltlen = RSA_PSS_SALTLEN_DIGEST;
     } else {
         rc = tk_ks_sign(t->ks, k, TK_SIG_RSASSA, a->hash->alg, d, dlen, &sig);
         padding = RSA_PKCS1_PADDING;

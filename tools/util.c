@@ -578,6 +578,24 @@ tk_rc tool_key_uris(const char *token, const tk_key *k, char **p11, char **prov)
     return tk_fail(TK_ERR_NOMEM, "out of memory");
 }
 
+/* What the TPM restricts the key to, as a suffix for its algorithm ("" when nothing). */
+static const char *restriction(const tk_key *k)
+{
+    TPM2B_PUBLIC pub;
+    if (tk_public_unmarshal(&k->pub, &pub) != TK_OK) {
+        tk_clear_error();
+        return "";
+    }
+    switch (tk_public_pss_hash(&pub)) {
+    case 0: return "";
+    case TPM2_ALG_SHA1: return " (RSA-PSS with SHA-1 only)";
+    case TPM2_ALG_SHA256: return " (RSA-PSS with SHA-256 only)";
+    case TPM2_ALG_SHA384: return " (RSA-PSS with SHA-384 only)";
+    case TPM2_ALG_SHA512: return " (RSA-PSS with SHA-512 only)";
+    }
+    return " (RSA-PSS only)";
+}
+
 /* The block of one key, as list and create-key print it: "field: value" lines, then
  * the two names each on a line of its own (ready to copy; their scheme names them). */
 tk_rc tool_print_key(const char *token, const tk_key *k)
@@ -593,7 +611,7 @@ tk_rc tool_print_key(const char *token, const tk_key *k)
         tool_time(k->created, when, sizeof(when));
         printf("label:       %s\n", k->label);
         printf("token:       %s\n", token);
-        printf("algorithm:   %s\n", tk_alg_name(k->alg));
+        printf("algorithm:   %s%s\n", tk_alg_name(k->alg), restriction(k));
         printf("auth:        %s\n", auth_name(k));
         printf("origin:      %s\n", origin_name(k));
         printf("created:     %s\n", when);

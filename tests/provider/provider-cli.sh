@@ -144,6 +144,40 @@ tk_check "x509 -req signs the CSR with a CA key in the TPM" openssl x509 -req "$
     -in leaf.csr -CA rsa.crt -CAkey tpmkeys:object=rsa -CAcreateserial -days 2 -out leaf.crt
 tk_check "leaf certificate verifies against the TPM CA" openssl verify -CAfile rsa.crt leaf.crt
 
+# ---------------------------------------------------------------- RSA-PSS keys
+# A key the TPM restricts to PSS with one digest: OpenSSL's RSA-PSS key type, whose
+# public key (and certificates) carry the restriction.
+tk_check "genpkey RSA-PSS into the store" openssl genpkey "${P[@]}" -algorithm RSA-PSS \
+    -pkeyopt bits:2048 -pkeyopt digest:SHA384 -pkeyopt tpmkeys-label:pss -out pss.tss2.pem
+tk_check "its public key from the store" openssl pkey "${P[@]}" -in tpmkeys:object=pss -pubout \
+    -out pss.pub.pem
+tk_check "public key in software" openssl pkey -pubin -in pss.pub.pem -text -noout
+tk_match "the public key is an RSA-PSS key restricted to SHA-384" 'Hash Algorithm: SHA2-384'
+tk_check "the TSS2 file decodes as an RSA-PSS TPM key" openssl pkey "${P[@]}" -in pss.tss2.pem \
+    -text -noout
+tk_match "text names the type" 'TPM RSA-PSS key'
+sign_verify "RSA-PSS key, URI" tpmkeys:object=pss pss.pub.pem sha384
+sign_verify "RSA-PSS key, TSS2 file" pss.tss2.pem pss.pub.pem sha384
+tk_expect_fail '*' "RSA-PSS key refuses another digest" openssl dgst -sha256 "${P[@]}" \
+    -sign tpmkeys:object=pss -out pss.bad.sig data.txt
+tk_imatch "says the digest is not allowed" 'digest.*not allowed|cannot be used with this key'
+tk_expect_fail '*' "RSA-PSS key refuses PKCS#1 padding" openssl dgst -sha384 "${P[@]}" \
+    -sign tpmkeys:object=pss -sigopt rsa_padding_mode:pkcs1 -out pss.bad.sig data.txt
+openssl dgst -sha384 -binary data.txt >data.sha384
+tk_check "pkeyutl -sign with the RSA-PSS key" openssl pkeyutl "${P[@]}" -sign \
+    -inkey tpmkeys:object=pss -in data.sha384 -pkeyopt digest:sha384 -out pk.psskey.sig
+tk_check "pkeyutl -verify in software" openssl pkeyutl -verify -pubin -inkey pss.pub.pem \
+    -in data.sha384 -pkeyopt digest:sha384 -sigfile pk.psskey.sig
+tk_check "req -new -x509 with the RSA-PSS key" openssl req -new -x509 "${P[@]}" \
+    -key tpmkeys:object=pss -sha384 -subj "/CN=pss key" -days 2 -out psskey.crt
+tk_check "RSA-PSS key certificate verifies" openssl verify -CAfile psskey.crt psskey.crt
+openssl x509 -in psskey.crt -noout -text >psskey.txt
+tk_match "certificate public key is rsassaPss" 'Public Key Algorithm: rsassaPss' "$(cat psskey.txt)"
+tk_check "certificate holds the TPM public key (RSA-PSS)" \
+    sh -c "openssl x509 -in psskey.crt -noout -pubkey | cmp - pss.pub.pem"
+tk_check "tool lists the key" "$TK" list
+tk_match "listed with its restriction" 'RSA-PSS'
+
 # ---------------------------------------------------------------- openssl.cnf activation
 for order in "tpm2 default" "default tpm2"; do
     cnf="cnf.${order// /-}"

@@ -25,17 +25,27 @@ echo "one key file, two providers" >data.txt
 openssl dgst -sha256 -binary data.txt >data.sha256
 tk_check "init" "$TK" init
 
-for alg in EC RSA; do
+for alg in EC RSA RSA-PSS; do
     opts=(-pkeyopt group:P-256)
-    [ $alg = RSA ] && opts=(-pkeyopt bits:2048)
+    [ $alg = EC ] || opts=(-pkeyopt bits:2048)
+    # An RSA-PSS key is bound to one digest in the TPM (the peer has no default).
+    [ $alg = RSA-PSS ] && opts+=(-pkeyopt digest:SHA256)
     tk_check "tpm2-openssl generates an $alg key" peer openssl genpkey "${P[@]}" -algorithm "$alg" \
         "${opts[@]}" -out "peer-$alg.pem"
     tk_check "tpm2-openssl gives its public key" peer openssl pkey "${P[@]}" -in "peer-$alg.pem" \
         -pubout -out "peer-$alg.pub.pem"
-    tk_check "our provider signs with the tpm2-openssl $alg key" openssl dgst -sha256 "${P[@]}" \
-        -sign "peer-$alg.pem" -out "peer-$alg.sig" data.txt
-    tk_check "signature verifies ($alg, peer key)" openssl dgst -sha256 -verify "peer-$alg.pub.pem" \
-        -signature "peer-$alg.sig" data.txt
+    if [ $alg = RSA-PSS ]; then
+        # The peer makes RSA-PSS keys restricted: the TPM then signs only digests it made
+        # itself (a hash ticket), and we hash in software.  A clear refusal, not a TPM code.
+        tk_expect_fail '*' "a restricted tpm2-openssl RSA-PSS key is refused" openssl dgst \
+            -sha256 "${P[@]}" -sign "peer-$alg.pem" -out "peer-$alg.sig" data.txt
+        tk_imatch "says it is a restricted signing key" 'restricted signing key'
+    else
+        tk_check "our provider signs with the tpm2-openssl $alg key" openssl dgst -sha256 \
+            "${P[@]}" -sign "peer-$alg.pem" -out "peer-$alg.sig" data.txt
+        tk_check "signature verifies ($alg, peer key)" openssl dgst -sha256 \
+            -verify "peer-$alg.pub.pem" -signature "peer-$alg.sig" data.txt
+    fi
 
     tk_check "our provider generates an $alg key into the store" openssl genpkey "${P[@]}" \
         -algorithm "$alg" "${opts[@]}" -pkeyopt "tpmkeys-label:ours-$alg" -out "ours-$alg.pem"

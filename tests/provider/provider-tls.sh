@@ -84,6 +84,18 @@ for order in "tpm2 default" "default tpm2"; do
     done
 done
 
+# An RSA key the TPM restricts to PSS (OpenSSL's RSA-PSS key type): its certificate
+# carries the restriction, and TLS signs with the rsa_pss_pss_* algorithms.
+tk_check "genpkey RSA-PSS (SHA-256) into the store" openssl genpkey "${P[@]}" -algorithm RSA-PSS \
+    -pkeyopt tpmkeys-label:pss -out pss.tss2.pem
+tkp_cert tpmkeys:object=pss "/CN=localhost" pss.crt || tk_die "certificate for pss: $(cat pss.crt.err)"
+server_start tpmkeys:object=pss pss.crt "${P[@]}"
+for v in -tls1_2 -tls1_3; do
+    s_client_check "RSA-PSS key ($v)" pss.crt $v &&
+        tk_match "RSA-PSS key ($v): signed with RSA-PSS" '^Signature type: RSA-PSS'
+done
+server_stop
+
 # The client side: a client certificate whose key is in the TPM (s_client and curl).
 server_start rsa.tss2.pem rsa.crt "${P[@]}" -Verify 1 -CAfile ec.crt
 for v in -tls1_2 -tls1_3; do

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <openssl/core_names.h>
+#include <openssl/rsa.h>
 #include <tss2/tss2_mu.h>
 
 #include "crypto_test.h"
@@ -451,6 +452,64 @@ static void test_pkey_to_tpm(void)
     tk_secret_clear(&longauth);
 }
 
+/* ------------------------------------------------------------------ RSA-PSS */
+
+/* The template of a key restricted to PSS, and EMSA-PSS encoding checked by OpenSSL's
+ * verifier after a raw private operation in software (what the TPM does). */
+static void test_pss(void)
+{
+    tk_keygen_opts o = { .rsa_pss_hash = TPM2_ALG_SHA384 };
+    TPM2B_PUBLIC t;
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    const EVP_MD *md = EVP_sha256();
+    uint8_t mhash[32], em[256], sig[256];
+    size_t siglen;
+
+    check_rc(tk_template_for_opts(TK_ALG_RSA2048, &o, &t), TK_OK, NULL, "PSS-only template");
+    check(t.publicArea.parameters.rsaDetail.scheme.scheme == TPM2_ALG_RSAPSS &&
+              !(t.publicArea.objectAttributes & TPMA_OBJECT_DECRYPT) &&
+              tk_public_pss_hash(&t) == TPM2_ALG_SHA384 && !tk_public_rsa_raw_ok(&t),
+          "PSS-only template: scheme RSAPSS/SHA-384, no decrypt, no raw operation");
+    check_rc(tk_template_for(TK_ALG_RSA2048, &t), TK_OK, NULL, "plain RSA template");
+    check(tk_public_pss_hash(&t) == 0 && tk_public_rsa_raw_ok(&t),
+          "plain RSA template allows the raw operation");
+    check_rc(tk_template_for_opts(TK_ALG_ECC_P256, &o, &t), TK_ERR_INVALID, "only RSA",
+             "PSS restriction on an EC key");
+    o.rsa_pss_hash = TPM2_ALG_SM3_256;
+    check_rc(tk_template_for_opts(TK_ALG_RSA2048, &o, &t), TK_ERR_UNSUPPORTED, "SHA",
+             "PSS restriction with an unknown hash");
+
+    if (!key) {
+        check(false, "software RSA key for the PSS encoding test");
+        return;
+    }
+    memset(mhash, 0x5a, sizeof(mhash));
+    for (size_t salt = 0; salt <= 222; salt += 74) {
+        EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(key, NULL);
+        int ok;
+        check_rc(tk_pss_encode(md, md, mhash, sizeof(mhash), salt, 2048, em, sizeof(em)), TK_OK,
+                 NULL, "EMSA-PSS encoding");
+        siglen = sizeof(sig);
+        ok = c && EVP_PKEY_sign_init(c) > 0 &&
+             EVP_PKEY_CTX_set_rsa_padding(c, RSA_NO_PADDING) > 0 &&
+             EVP_PKEY_sign(c, sig, &siglen, em, sizeof(em)) > 0;
+        EVP_PKEY_CTX_free(c);
+        c = EVP_PKEY_CTX_new(key, NULL);
+        ok = ok && c && EVP_PKEY_verify_init(c) > 0 &&
+             EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PSS_PADDING) > 0 &&
+             EVP_PKEY_CTX_set_signature_md(c, md) > 0 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(c, (int)salt) > 0 &&
+             EVP_PKEY_verify(c, sig, siglen, mhash, sizeof(mhash)) == 1;
+        EVP_PKEY_CTX_free(c);
+        check(ok, "PSS with a %zu-byte salt verifies in OpenSSL", salt);
+    }
+    check_rc(tk_pss_encode(md, md, mhash, sizeof(mhash), 223, 2048, em, sizeof(em)),
+             TK_ERR_INVALID, "does not fit", "salt longer than the key allows");
+    check_rc(tk_pss_encode(md, md, mhash, 20, 32, 2048, em, sizeof(em)), TK_ERR_INVALID,
+             "not a", "digest of the wrong length");
+    EVP_PKEY_free(key);
+}
+
 int main(void)
 {
     t_setup();
@@ -459,5 +518,6 @@ int main(void)
     test_public_known();
     test_signatures();
     test_pkey_to_tpm();
+    test_pss();
     return t_finish();
 }

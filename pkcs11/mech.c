@@ -294,6 +294,29 @@ static CK_RV oaep_params(p11_op *op, const CK_MECHANISM *m)
     return CKR_OK;
 }
 
+/* What the key's TPM attributes allow: a key restricted to RSA-PSS with one digest (made by
+ * `openssl genpkey -algorithm RSA-PSS` or other tools) signs only that, and the TPM would
+ * refuse anything else with a bare error code. */
+static CK_RV tpm_allows(const p11_op *op)
+{
+    TPM2B_PUBLIC pub;
+    TPM2_ALG_ID h;
+
+    if (tk_alg_type(op->key->alg) != TK_KEY_RSA)
+        return CKR_OK;
+    if (tk_public_unmarshal(&op->key->pub, &pub) != TK_OK) {
+        tk_clear_error();
+        return CKR_OK;  /* the operation reports the damaged key */
+    }
+    if (!(h = tk_public_pss_hash(&pub)))
+        return CKR_OK;
+    if (!pss_mech(op->mech) || tpm_hash_of(op->param_md) != h) {
+        tk_info("pkcs11: key '%s' signs only RSA-PSS with its own digest", op->key->label);
+        return CKR_KEY_FUNCTION_NOT_PERMITTED;
+    }
+    return CKR_OK;
+}
+
 /* Common part of every *Init with a key: mechanism, key object and its usage flag. */
 static CK_RV op_init(p11_session *s, p11_op *op, const CK_MECHANISM *m, CK_OBJECT_HANDLE kh,
                      CK_FLAGS need, CK_ATTRIBUTE_TYPE usage, p11_object **keyobj)
@@ -337,6 +360,8 @@ static CK_RV op_init(p11_session *s, p11_op *op, const CK_MECHANISM *m, CK_OBJEC
         if (o->is_private && !p11_user_logged_in(s->token_id))
             return CKR_USER_NOT_LOGGED_IN;
         if ((rv = p11_object_key(o, &op->key)) != CKR_OK)
+            return rv;
+        if ((rv = tpm_allows(op)) != CKR_OK)
             return rv;
     } else if ((rv = p11_object_pkey(o, &op->pkey)) != CKR_OK) {
         return rv;

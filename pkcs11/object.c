@@ -3,7 +3,9 @@
  * Objects.  A store key is shown as a private-key object, a public-key object and,
  * when it has one, a certificate object, all with the key's CKA_ID and label.
  * Their handles are (key row id << 2) | kind: stable for the life of the module
- * (and beyond).  Session objects (CKA_TOKEN false) live in this process only.
+ * (and beyond).  Certificates without a key of their own, lone public keys and data
+ * objects are rows of the store's objects table, with handles P11_STORE_OBJ_BIT | row
+ * id.  Session objects (CKA_TOKEN false) live in this process only.
  *
  * The object cache is rebuilt when the store changed (another process, or us), so
  * keys added or removed elsewhere are seen without re-initialising.
@@ -21,6 +23,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
+#include <openssl/objects.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
@@ -275,12 +278,61 @@ static CK_RV buf_attr(p11_attrs *as, CK_ATTRIBUTE_TYPE t, const uint8_t *d, size
     return p11_attrs_set(as, t, d, n);
 }
 
-/* The attributes a key's public part gives (both key objects carry them). */
-static CK_RV public_attrs(p11_attrs *as, const TPM2B_PUBLIC *pub, EVP_PKEY *pkey)
+/* A big number as unsigned big-endian bytes (CKA_MODULUS, CKA_PUBLIC_EXPONENT). */
+static CK_RV bn_attr(p11_attrs *as, CK_ATTRIBUTE_TYPE t, const BIGNUM *bn)
 {
-    const TPMT_PUBLIC *p = &pub->publicArea;
+    int n = BN_num_bytes(bn);
+    uint8_t *b = malloc(n ? (size_t)n : 1);
+    CK_RV rv = CKR_HOST_MEMORY;
+
+    if (b && BN_bn2bin(bn, b) == n)
+        rv = p11_attrs_set(as, t, b, (CK_ULONG)n);
+    free(b);
+    return rv;
+}
+
+static tk_alg ec_alg_of(EVP_PKEY *pkey)
+{
+    char group[64];
+    int nid;
+
+    if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                        NULL))
+        return TK_ALG_NONE;
+    nid = OBJ_sn2nid(group);
+    if (nid == NID_undef)
+        nid = EC_curve_nist2nid(group);
+    switch (nid) {
+    case NID_X9_62_prime256v1: return TK_ALG_ECC_P256;
+    case NID_secp384r1: return TK_ALG_ECC_P384;
+    case NID_secp521r1: return TK_ALG_ECC_P521;
+    default: return TK_ALG_NONE;
+    }
+}
+
+/* The key type of a public key this module can show and use (RSA, EC on our curves). */
+static CK_RV pkey_key_type(EVP_PKEY *pkey, CK_KEY_TYPE *kt)
+{
+    if (EVP_PKEY_is_a(pkey, "RSA")) {
+        *kt = CKK_RSA;
+        return CKR_OK;
+    }
+    if (EVP_PKEY_is_a(pkey, "EC")) {
+        *kt = CKK_EC;
+        return ec_alg_of(pkey) != TK_ALG_NONE ? CKR_OK : CKR_CURVE_NOT_SUPPORTED;
+    }
+    return CKR_KEY_TYPE_INCONSISTENT;
+}
+
+/* The attributes a public key gives (store keys, lone public keys: both carry them). */
+static CK_RV public_attrs(p11_attrs *as, EVP_PKEY *pkey)
+{
     unsigned char *spki = NULL;
-    int spkilen;
+    BIGNUM *a = NULL, *b = NULL;
+    tk_buf params = { 0 }, der = { 0 };
+    uint8_t pt[1 + 2 * TPM2_MAX_ECC_KEY_BYTES] = { 0x04 };
+    int spkilen, coord;
+    tk_alg alg;
     CK_RV rv;
 
     spkilen = i2d_PUBKEY(pkey, &spki);
@@ -290,31 +342,31 @@ static CK_RV public_attrs(p11_attrs *as, const TPM2B_PUBLIC *pub, EVP_PKEY *pkey
     OPENSSL_free(spki);
     if (rv != CKR_OK)
         return rv;
-    if (p->type == TPM2_ALG_RSA) {
-        uint32_t e = p->parameters.rsaDetail.exponent ? p->parameters.rsaDetail.exponent : 65537;
-        uint8_t eb[4] = { (uint8_t)(e >> 24), (uint8_t)(e >> 16), (uint8_t)(e >> 8), (uint8_t)e };
-        size_t skip = 0;
-        while (skip < 3 && !eb[skip])
-            skip++;
-        if ((rv = buf_attr(as, CKA_MODULUS, p->unique.rsa.buffer, p->unique.rsa.size)) ||
-            (rv = p11_attrs_ulong(as, CKA_MODULUS_BITS, (CK_ULONG)p->unique.rsa.size * 8)) ||
-            (rv = buf_attr(as, CKA_PUBLIC_EXPONENT, eb + skip, 4 - skip)))
-            return rv;
-        return CKR_OK;
+    if (EVP_PKEY_is_a(pkey, "RSA")) {
+        if (!EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &a) ||
+            !EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &b))
+            rv = CKR_DEVICE_ERROR;
+        if (rv == CKR_OK && (rv = bn_attr(as, CKA_MODULUS, a)) == CKR_OK &&
+            (rv = p11_attrs_ulong(as, CKA_MODULUS_BITS, (CK_ULONG)BN_num_bits(a))) == CKR_OK)
+            rv = bn_attr(as, CKA_PUBLIC_EXPONENT, b);
+        goto out;
     }
-    tk_alg alg = tk_alg_from_public(pub);
-    size_t coord = (size_t)(tk_alg_bits(alg) + 7) / 8;
-    uint8_t pt[1 + 2 * TPM2_MAX_ECC_KEY_BYTES] = { 0x04 };
-    tk_buf params = { 0 }, der = { 0 };
-    if (p->unique.ecc.x.size > coord || p->unique.ecc.y.size > coord)
-        return CKR_DEVICE_ERROR;
-    memcpy(pt + 1 + coord - p->unique.ecc.x.size, p->unique.ecc.x.buffer, p->unique.ecc.x.size);
-    memcpy(pt + 1 + 2 * coord - p->unique.ecc.y.size, p->unique.ecc.y.buffer,
-           p->unique.ecc.y.size);
+    alg = ec_alg_of(pkey);
+    coord = (tk_alg_bits(alg) + 7) / 8;
+    if (alg == TK_ALG_NONE || !EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &a) ||
+        !EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &b) ||
+        BN_bn2binpad(a, pt + 1, coord) != coord ||
+        BN_bn2binpad(b, pt + 1 + coord, coord) != coord) {
+        rv = CKR_DEVICE_ERROR;
+        goto out;
+    }
     if ((rv = p11_ec_params(alg, &params)) == CKR_OK &&
-        (rv = ec_point_der(pt, 1 + 2 * coord, &der)) == CKR_OK &&
+        (rv = ec_point_der(pt, 1 + 2 * (size_t)coord, &der)) == CKR_OK &&
         (rv = buf_attr(as, CKA_EC_PARAMS, params.data, params.len)) == CKR_OK)
         rv = buf_attr(as, CKA_EC_POINT, der.data, der.len);
+out:
+    BN_free(a);
+    BN_free(b);
     tk_buf_free(&params);
     tk_buf_free(&der);
     return rv;
@@ -557,7 +609,7 @@ static CK_RV key_object(const tk_key *k, int kind, bool token, bool modifiable,
     rv = kind == P11_KIND_PRIV ? private_key_attrs(&o->attrs, k, kt, token, modifiable)
                                : public_key_attrs(&o->attrs, k, kt, token, modifiable);
     if (rv == CKR_OK)
-        rv = public_attrs(&o->attrs, &pub, pkey);
+        rv = public_attrs(&o->attrs, pkey);
 out:
     EVP_PKEY_free(pkey);
     if (rv != CKR_OK) {
@@ -566,6 +618,101 @@ out:
     }
     *out = o;
     return CKR_OK;
+}
+
+/* Attributes a lone public key shares with the public half of a store key. */
+static CK_RV lone_pubkey_attrs(p11_attrs *as, const tk_obj *so, CK_KEY_TYPE *kt)
+{
+    const unsigned char *p = so->value.data;
+    EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)so->value.len);
+    tk_key k = { .label = so->label, .ckaid = so->ckaid, .origin = TK_ORIGIN_IMPORTED };
+    CK_RV rv;
+
+    if (!pkey)
+        return CKR_DEVICE_ERROR;   /* the store checked it: cannot happen */
+    if ((rv = pkey_key_type(pkey, kt)) == CKR_OK &&
+        (rv = public_key_attrs(as, &k, *kt, true, true)) == CKR_OK &&
+        (rv = public_attrs(as, pkey)) == CKR_OK)
+        rv = p11_attrs_bool(as, CKA_DESTROYABLE, true);   /* no private key to go with */
+    EVP_PKEY_free(pkey);
+    return rv;
+}
+
+/* A row of the store's objects table as an object. */
+static CK_RV store_object(const tk_obj *so, bool modifiable, p11_object **out)
+{
+    static const CK_OBJECT_CLASS classes[] = {
+        [TK_OBJ_DATA] = CKO_DATA, [TK_OBJ_CERT] = CKO_CERTIFICATE,
+        [TK_OBJ_PUBKEY] = CKO_PUBLIC_KEY,
+    };
+    p11_object *o = calloc(1, sizeof(*o));
+    tk_key k = { .label = so->label, .ckaid = so->ckaid };
+    const char *app = so->application ? so->application : "";
+    p11_attrs *as;
+    CK_RV rv;
+
+    if (!o)
+        return CKR_HOST_MEMORY;
+    as = &o->attrs;
+    o->token_id = so->token_id;
+    o->obj_id = so->id;
+    o->kind = P11_KIND_OBJ;
+    o->handle = P11_STORE_OBJ_BIT | (CK_OBJECT_HANDLE)so->id;
+    o->cls = classes[so->cls];
+    o->key_type = CK_UNAVAILABLE_INFORMATION;
+    o->is_private = so->is_private;
+    if (so->cls == TK_OBJ_PUBKEY) {
+        rv = lone_pubkey_attrs(as, so, &o->key_type);
+    } else if ((rv = common_attrs(as, &k, o->cls, true, false, true)) == CKR_OK &&
+               (rv = p11_attrs_bool(as, CKA_DESTROYABLE, true)) == CKR_OK) {
+        if (so->cls == TK_OBJ_CERT)
+            rv = cert_attrs(as, so->value.data, so->value.len);
+        else if ((rv = buf_attr(as, CKA_APPLICATION, (const uint8_t *)app, strlen(app))) ==
+                     CKR_OK &&
+                 (rv = buf_attr(as, CKA_OBJECT_ID, so->oid.data, so->oid.len)) == CKR_OK)
+            rv = buf_attr(as, CKA_VALUE, so->value.data, so->value.len);
+    }
+    /* The shared helpers wrote the defaults for keys: these are ours. */
+    if (rv == CKR_OK && (rv = p11_attrs_bool(as, CKA_PRIVATE, so->is_private)) == CKR_OK)
+        rv = p11_attrs_bool(as, CKA_MODIFIABLE, modifiable);
+    if (rv != CKR_OK) {
+        p11_object_free(o);
+        return rv;
+    }
+    *out = o;
+    return CKR_OK;
+}
+
+/* The objects-table rows of the store (damaged or unshowable rows are left out). */
+static CK_RV store_objects_load(tk_store *st, bool modifiable, p11_object ***objs, size_t *m)
+{
+    tk_obj **v = NULL;
+    size_t n = 0, damaged = 0;
+    p11_object **nv;
+    CK_RV rv = CKR_OK;
+    tk_rc rc;
+
+    if ((rc = tk_obj_list(st, 0, &v, &n, &damaged)) != TK_OK)
+        return p11_fail(rc, CKR_DEVICE_ERROR, "listing objects");
+    if (n && !(nv = realloc(*objs, (*m + n + 1) * sizeof(*nv)))) {
+        tk_obj_list_free(v, n);
+        return CKR_HOST_MEMORY;
+    } else if (n) {
+        *objs = nv;
+    }
+    for (size_t i = 0; i < n && rv == CKR_OK; i++) {
+        rv = store_object(v[i], modifiable, &(*objs)[*m]);
+        if (rv == CKR_OK) {
+            (*m)++;
+        } else if (rv != CKR_HOST_MEMORY) {
+            tk_warn("pkcs11: %s object '%s' (#%lld) cannot be shown (CK_RV 0x%lx)",
+                    tk_obj_class_name(v[i]->cls), v[i]->label, (long long)v[i]->id,
+                    (unsigned long)rv);
+            rv = CKR_OK;
+        }
+    }
+    tk_obj_list_free(v, n);
+    return rv;
 }
 
 void p11_objects_free(void)
@@ -616,6 +763,8 @@ CK_RV p11_objects_load(tk_store *st)
         }
     }
     tk_key_list_free(keys, n);
+    if (rv == CKR_OK)
+        rv = store_objects_load(st, modifiable, &objs, &m);
     if (rv != CKR_OK) {
         for (size_t i = 0; i < m; i++)
             p11_object_free(objs[i]);
@@ -1120,6 +1269,42 @@ CK_RV p11_key_apply_template(tk_key *k, const CK_ATTRIBUTE *t, CK_ULONG n)
     return CKR_OK;
 }
 
+/* CKA_LABEL / CKA_ID of a row of the objects table. */
+static CK_RV store_object_apply_template(const p11_object *o, const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+    const CK_ATTRIBUTE *id = p11_tmpl_find(t, n, CKA_ID);
+    tk_obj *so = NULL;
+    char *label = NULL;
+    tk_rc rc;
+    CK_RV rv;
+
+    if ((rv = p11_tmpl_string(t, n, CKA_LABEL, &label)) != CKR_OK)
+        return rv;
+    if (id && !id->pValue && id->ulValueLen) {
+        free(label);
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    if (!label && !id)
+        return CKR_OK;
+    if ((rc = tk_obj_get(tk_ks_store(p11.ks), o->obj_id, &so)) != TK_OK) {
+        free(label);
+        p11.dirty = true;
+        return rc == TK_ERR_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID
+                                      : p11_fail(rc, CKR_DEVICE_ERROR, "reading the object");
+    }
+    if (label) {
+        free(so->label);
+        so->label = label;
+    }
+    if (id && tk_buf_set(&so->ckaid, id->pValue, id->ulValueLen) != TK_OK)
+        rv = CKR_HOST_MEMORY;
+    else if ((rc = tk_obj_update(tk_ks_store(p11.ks), so)) != TK_OK)
+        rv = p11_fail(rc, CKR_ATTRIBUTE_VALUE_INVALID, "updating the object");
+    p11.dirty = true;
+    tk_obj_free(so);
+    return rv;
+}
+
 /* Whether a template only restates what the object already has. */
 static bool template_unchanged(const p11_object *o, const CK_ATTRIBUTE *t, CK_ULONG n,
                                CK_ATTRIBUTE_TYPE skip1, CK_ATTRIBUTE_TYPE skip2,
@@ -1179,6 +1364,10 @@ CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE
     }
     if ((rv = p11_session_rw(s)) != CKR_OK)
         goto out;
+    if (o->kind == P11_KIND_OBJ) {
+        rv = store_object_apply_template(o, t, n);
+        goto out;
+    }
     if ((rv = p11_object_key(o, &k)) != CKR_OK)
         goto out;
     rv = p11_key_apply_template(k, t, n);
@@ -1191,9 +1380,99 @@ out:
 
 /* ------------------------------------------------------------------ create / destroy */
 
+/* A certificate, lone public key or data object kept in the store's objects table. */
+static CK_RV create_store_object(p11_session *s, const CK_ATTRIBUTE *t, CK_ULONG n,
+                                 tk_obj_class cls, bool priv, CK_OBJECT_HANDLE *out)
+{
+    const CK_ATTRIBUTE *id = p11_tmpl_find(t, n, CKA_ID);
+    const CK_ATTRIBUTE *val = p11_tmpl_find(t, n, CKA_VALUE);
+    const CK_ATTRIBUTE *oid = p11_tmpl_find(t, n, CKA_OBJECT_ID);
+    tk_obj *so = calloc(1, sizeof(*so));
+    EVP_PKEY *pkey = NULL;
+    CK_ULONG kt = CK_UNAVAILABLE_INFORMATION;
+    CK_KEY_TYPE real_kt;
+    unsigned char *spki = NULL;
+    int spkilen;
+    tk_rc rc;
+    CK_RV rv;
+
+    if (!so)
+        return CKR_HOST_MEMORY;
+    so->token_id = s->token_id;
+    so->cls = cls;
+    so->is_private = priv;
+    if ((rv = p11_tmpl_string(t, n, CKA_LABEL, &so->label)) != CKR_OK ||
+        (rv = p11_tmpl_string(t, n, CKA_APPLICATION, &so->application)) != CKR_OK)
+        goto out;
+    if ((id && !id->pValue && id->ulValueLen) || (val && !val->pValue && val->ulValueLen) ||
+        (oid && !oid->pValue && oid->ulValueLen)) {
+        rv = CKR_ATTRIBUTE_VALUE_INVALID;
+        goto out;
+    }
+    if (cls != TK_OBJ_DATA && (so->application || oid)) {
+        rv = CKR_TEMPLATE_INCONSISTENT;   /* attributes of data objects only */
+        goto out;
+    }
+    if ((!so->label && !(so->label = strdup(""))) ||
+        (id && tk_buf_set(&so->ckaid, id->pValue, id->ulValueLen) != TK_OK) ||
+        (oid && tk_buf_set(&so->oid, oid->pValue, oid->ulValueLen) != TK_OK)) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    if (cls == TK_OBJ_PUBKEY) {
+        /* Stored as SubjectPublicKeyInfo: the attributes are derived from it again. */
+        if ((rv = p11_tmpl_ulong(t, n, CKA_KEY_TYPE, &kt)) != CKR_OK)
+            goto out;
+        if (kt != CKK_RSA && kt != CKK_EC) {
+            rv = kt == CK_UNAVAILABLE_INFORMATION ? CKR_TEMPLATE_INCOMPLETE
+                                                  : CKR_ATTRIBUTE_VALUE_INVALID;
+            goto out;
+        }
+        if ((rv = p11_pkey_from_template(t, n, kt, false, &pkey)) != CKR_OK ||
+            (rv = pkey_key_type(pkey, &real_kt)) != CKR_OK)
+            goto out;
+        if ((spkilen = i2d_PUBKEY(pkey, &spki)) <= 0) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
+        }
+        rc = tk_buf_set(&so->value, spki, (size_t)spkilen);
+        OPENSSL_free(spki);
+    } else {
+        if (cls == TK_OBJ_CERT) {
+            CK_ULONG ctype = CKC_X_509;
+            if ((rv = p11_tmpl_ulong(t, n, CKA_CERTIFICATE_TYPE, &ctype)) != CKR_OK)
+                goto out;
+            if (ctype != CKC_X_509) {
+                rv = CKR_ATTRIBUTE_VALUE_INVALID;   /* only X.509 */
+                goto out;
+            }
+            if (!val || !val->ulValueLen) {
+                rv = CKR_TEMPLATE_INCOMPLETE;
+                goto out;
+            }
+        }
+        rc = val ? tk_buf_set(&so->value, val->pValue, val->ulValueLen) : TK_OK;
+    }
+    if (rc != TK_OK) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    if ((rc = tk_obj_add(tk_ks_store(p11.ks), so)) != TK_OK) {
+        rv = p11_fail(rc, CKR_ATTRIBUTE_VALUE_INVALID, "storing the object");
+        goto out;
+    }
+    p11.dirty = true;
+    *out = P11_STORE_OBJ_BIT | (CK_OBJECT_HANDLE)so->id;
+out:
+    EVP_PKEY_free(pkey);
+    tk_obj_free(so);
+    return rv;
+}
+
 /* A certificate for the store: it joins the key with the same CKA_ID (or, without an
- * id, the key whose public key it certifies). */
-static CK_RV create_token_cert(p11_session *s, const CK_ATTRIBUTE *t, CK_ULONG n,
+ * id, the key whose public key it certifies) when that key has none yet; otherwise it
+ * is an object of its own. */
+static CK_RV create_token_cert(p11_session *s, const CK_ATTRIBUTE *t, CK_ULONG n, bool priv,
                                CK_OBJECT_HANDLE *out)
 {
     const CK_ATTRIBUTE *val = p11_tmpl_find(t, n, CKA_VALUE);
@@ -1229,17 +1508,17 @@ static CK_RV create_token_cert(p11_session *s, const CK_ATTRIBUTE *t, CK_ULONG n
             break;
         }
     }
-    if (!match) {
-        tk_info("pkcs11: the store keeps a certificate only beside its key: no key %s",
-                id ? "with this CKA_ID" : "matches the certificate");
-        rv = CKR_TEMPLATE_INCONSISTENT;
+    /* A private certificate or one with a label of its own is kept as it was asked for. */
+    const CK_ATTRIBUTE *lbl = p11_tmpl_find(t, n, CKA_LABEL);
+    const p11_attr *klbl = match ? attrs_find(&match->attrs, CKA_LABEL) : NULL;
+    if (match && (priv || (lbl && klbl && (lbl->ulValueLen != klbl->len ||
+                                           (klbl->len && memcmp(lbl->pValue, klbl->val,
+                                                                klbl->len))))))
+        match = NULL;
+    if (match && (rv = p11_object_key(match, &k)) != CKR_OK)
         goto out;
-    }
-    if ((rv = p11_object_key(match, &k)) != CKR_OK)
-        goto out;
-    if (k->cert.len) {
-        tk_info("pkcs11: key '%s' already has a certificate", k->label);
-        rv = CKR_TEMPLATE_INCONSISTENT;
+    if (!match || k->cert.len) {
+        rv = create_store_object(s, t, n, TK_OBJ_CERT, priv, out);
         goto out;
     }
     if (tk_buf_set(&k->cert, val->pValue, val->ulValueLen) != TK_OK) {
@@ -1501,18 +1780,31 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                    : create_session_private_key(s, t, n, kt, out);
         break;
     case CKO_CERTIFICATE:
-        rv = token ? create_token_cert(s, t, n, out)
-                   : p11_session_object_create(s, t, n, (CK_OBJECT_CLASS)cls, out);
-        break;
     case CKO_PUBLIC_KEY:
     case CKO_DATA:
+        if (!token) {
+            rv = p11_session_object_create(s, t, n, (CK_OBJECT_CLASS)cls, out);
+            break;
+        }
+        /* Storage objects other than private keys are public unless asked otherwise. */
+        priv = false;
+        if ((rv = p11_tmpl_bool(t, n, CKA_PRIVATE, &priv)) != CKR_OK)
+            break;
+        if (priv && !p11_user_logged_in(s->token_id)) {
+            rv = CKR_USER_NOT_LOGGED_IN;
+            break;
+        }
+        if (cls == CKO_CERTIFICATE)
+            rv = create_token_cert(s, t, n, priv, out);
+        else
+            rv = create_store_object(s, t, n, cls == CKO_DATA ? TK_OBJ_DATA : TK_OBJ_PUBKEY,
+                                     priv, out);
+        break;
     case CKO_SECRET_KEY:
         if (token) {
-            /* The store holds TPM keys and their certificates, nothing else. */
-            tk_info("pkcs11: this token cannot store %s objects; create them with "
-                    "CKA_TOKEN false", cls == CKO_DATA ? "data" : cls == CKO_PUBLIC_KEY
-                                                                    ? "lone public-key"
-                                                                    : "secret-key");
+            /* The TPM keeps asymmetric keys only; a clear secret is not stored. */
+            tk_info("pkcs11: this token cannot store secret-key objects; create them with "
+                    "CKA_TOKEN false");
             rv = CKR_TEMPLATE_INCONSISTENT;
             break;
         }
@@ -1560,7 +1852,8 @@ static void gone_add(int64_t key_id)
 static bool gone_companion(CK_OBJECT_HANDLE oh)
 {
     int kind = (int)(oh & 3);
-    if ((oh & P11_SESSION_OBJ_BIT) || (kind != P11_KIND_PUB && kind != P11_KIND_CERT))
+    if ((oh & (P11_SESSION_OBJ_BIT | P11_STORE_OBJ_BIT)) ||
+        (kind != P11_KIND_PUB && kind != P11_KIND_CERT))
         return false;
     for (size_t i = 0; i < ngone; i++)
         if (gone[i] == (int64_t)(oh >> 2))
@@ -1604,7 +1897,9 @@ CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh)
     }
     if ((rv = p11_session_rw(s)) != CKR_OK)
         goto out;
-    if (o->kind == P11_KIND_PRIV) {
+    if (o->kind == P11_KIND_OBJ) {
+        rc = tk_obj_delete(tk_ks_store(p11.ks), o->obj_id);
+    } else if (o->kind == P11_KIND_PRIV) {
         if ((rc = tk_key_delete(tk_ks_store(p11.ks), o->key_id)) == TK_OK)
             gone_add(o->key_id);
     } else if (o->kind == P11_KIND_CERT) {

@@ -38,12 +38,14 @@ typedef struct {
 
 /* ------------------------------------------------------------------ objects */
 
-/* Kinds of token objects: three views of one store row (a key). */
-enum { P11_KIND_PRIV = 1, P11_KIND_PUB = 2, P11_KIND_CERT = 3 };
+/* Kinds of token objects: three views of one store row (a key), or one row of the
+ * store's objects table (a certificate, public key or data object of its own). */
+enum { P11_KIND_PRIV = 1, P11_KIND_PUB = 2, P11_KIND_CERT = 3, P11_KIND_OBJ = 4 };
 
-/* Token-object handles are (key id << 2) | kind, stable for the store row's life;
- * session objects have this bit set. */
+/* Token-object handles are (key id << 2) | kind, or this bit | object id, stable for the
+ * store row's life; session objects have the session bit set. */
 #define P11_SESSION_OBJ_BIT ((CK_OBJECT_HANDLE)1 << 48)
+#define P11_STORE_OBJ_BIT ((CK_OBJECT_HANDLE)1 << 47)
 
 typedef struct {
     CK_ATTRIBUTE_TYPE type;
@@ -68,6 +70,7 @@ typedef struct p11_object {
     CK_OBJECT_HANDLE handle;
     int64_t token_id;
     int64_t key_id;              /* store row (token objects), 0 for session objects */
+    int64_t obj_id;              /* objects-table row (P11_KIND_OBJ), else 0 */
     int kind;                    /* P11_KIND_* (token objects) */
     CK_OBJECT_CLASS cls;
     CK_KEY_TYPE key_type;        /* keys only */

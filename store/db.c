@@ -23,7 +23,9 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 #include <sqlite3.h>
 #include <tss2/tss2_mu.h>
 
@@ -353,9 +355,32 @@ static tk_rc upgrade_v1(tk_store *st)
     return rc;
 }
 
-/* upgrades[v] brings a store from version v to v + 1. */
+/* v1 -> v2: standalone objects (certificates without a key, public keys, data). */
+static tk_rc upgrade_v2(tk_store *st)
+{
+    static const char *const sql =
+        "CREATE TABLE objects ("
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  token_id INTEGER NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,"
+        "  class INTEGER NOT NULL,"
+        "  label TEXT NOT NULL DEFAULT '',"
+        "  ckaid BLOB NOT NULL DEFAULT x'',"
+        "  value BLOB NOT NULL,"
+        "  application TEXT NOT NULL DEFAULT '',"
+        "  oid BLOB NOT NULL DEFAULT x'',"
+        "  private INTEGER NOT NULL DEFAULT 0 CHECK (private IN (0, 1)),"
+        "  created INTEGER NOT NULL,"
+        "  updated INTEGER NOT NULL);"
+        "CREATE INDEX objects_by_token ON objects (token_id);";
+    int src = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    return src == SQLITE_OK ? TK_OK : db_fail(st, src, "creating the objects table");
+}
+
+/* upgrades[v] brings a store from version v to v + 1.  Every step runs inside the
+ * one transaction of migrate(): a store is at the old version or the new, never between. */
 static const upgrade_fn upgrades[] = {
     upgrade_v1,
+    upgrade_v2,
 };
 #define SCHEMA_VERSION ((int)(sizeof(upgrades) / sizeof(upgrades[0])))
 
@@ -382,6 +407,9 @@ static tk_rc migrate(tk_store *st)
         if (rc == TK_OK && tables)
             rc = fail_not_ours(st, "it holds tables of another program");
     }
+    /* A negative version would index upgrades[] below its start (found by fuzzing). */
+    if (rc == TK_OK && version < 0)
+        rc = fail_not_ours(st, "its schema version is negative");
     if (rc == TK_OK && version > SCHEMA_VERSION)
         rc = tk_fail(TK_ERR_STORE, "the store %s has schema version %lld, newer than this "
                      "tpmkeys understands (%d): upgrade tpmkeys", st->path, (long long)version,
@@ -442,6 +470,8 @@ static tk_rc schema_ready(tk_store *st)
         return rc;
     if (app != 0 && app != STORE_APP_ID)
         return fail_not_ours(st, "it belongs to another application");
+    if (version < 0)
+        return fail_not_ours(st, "its schema version is negative");
     if (version > SCHEMA_VERSION)
         return tk_fail(TK_ERR_STORE, "the store %s has schema version %lld, newer than this "
                        "tpmkeys understands (%d): upgrade tpmkeys", st->path,
@@ -1932,6 +1962,357 @@ tk_rc tk_key_delete(tk_store *st, int64_t id)
         }
         sqlite3_finalize(s);
         rc = tx_end(st, rc, "deleting a key");
+    }
+    leave(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ standalone objects */
+
+#define OBJ_COLS "id, token_id, class, label, ckaid, value, application, oid, private, created," \
+                 " updated"
+#define OBJ_VALUE_MAX (1024 * 1024)
+#define OBJ_APP_MAX 255
+#define OBJ_OID_MAX 255
+
+const char *tk_obj_class_name(tk_obj_class c)
+{
+    switch (c) {
+    case TK_OBJ_DATA: return "data";
+    case TK_OBJ_CERT: return "cert";
+    case TK_OBJ_PUBKEY: return "pubkey";
+    }
+    return "unknown";
+}
+
+void tk_obj_free(tk_obj *o)
+{
+    if (!o)
+        return;
+    free(o->label);
+    tk_buf_free(&o->ckaid);
+    tk_buf_free(&o->value);
+    free(o->application);
+    tk_buf_free(&o->oid);
+    free(o);
+}
+
+void tk_obj_list_free(tk_obj **objs, size_t n)
+{
+    if (!objs)
+        return;
+    for (size_t i = 0; i < n; i++)
+        tk_obj_free(objs[i]);
+    free(objs);
+}
+
+/* The value is what the class says: the doors build attributes from it. */
+static bool obj_value_ok(const tk_obj *o, char *why, size_t n)
+{
+    const unsigned char *p = o->value.data;
+    bool ok = true;
+
+    if (o->value.len > OBJ_VALUE_MAX) {
+        snprintf(why, n, "the value has %zu bytes (at most %d)", o->value.len, OBJ_VALUE_MAX);
+        return false;
+    }
+    if (o->cls == TK_OBJ_CERT) {
+        X509 *x = o->value.len ? d2i_X509(NULL, &p, (long)o->value.len) : NULL;
+        ok = x && p == o->value.data + o->value.len;
+        X509_free(x);
+        if (!ok)
+            snprintf(why, n, "the value (%zu bytes) is not a DER X.509 certificate",
+                     o->value.len);
+    } else if (o->cls == TK_OBJ_PUBKEY) {
+        EVP_PKEY *k = o->value.len ? d2i_PUBKEY(NULL, &p, (long)o->value.len) : NULL;
+        ok = k && p == o->value.data + o->value.len;
+        EVP_PKEY_free(k);
+        if (!ok)
+            snprintf(why, n, "the value (%zu bytes) is not a DER SubjectPublicKeyInfo",
+                     o->value.len);
+    }
+    ERR_clear_error();
+    return ok;
+}
+
+/* What tk_obj_update may change. */
+static bool obj_fields_ok(const tk_obj *o, char *why, size_t n)
+{
+    if (!o->label) {
+        snprintf(why, n, "the label is missing");
+        return false;
+    }
+    if (strlen(o->label) > KEY_LABEL_MAX) {
+        snprintf(why, n, "the label is longer than %d bytes", KEY_LABEL_MAX);
+        return false;
+    }
+    if (o->ckaid.len > CKAID_MAX) {
+        snprintf(why, n, "the CKA_ID has %zu bytes (at most %d)", o->ckaid.len, CKAID_MAX);
+        return false;
+    }
+    return true;
+}
+
+static bool obj_ok(const tk_obj *o, char *why, size_t n)
+{
+    if (o->cls != TK_OBJ_DATA && o->cls != TK_OBJ_CERT && o->cls != TK_OBJ_PUBKEY) {
+        snprintf(why, n, "unknown class %d", (int)o->cls);
+        return false;
+    }
+    if (!obj_fields_ok(o, why, n))
+        return false;
+    if (o->application && strlen(o->application) > OBJ_APP_MAX) {
+        snprintf(why, n, "the application is longer than %d bytes", OBJ_APP_MAX);
+        return false;
+    }
+    if (o->oid.len > OBJ_OID_MAX) {
+        snprintf(why, n, "the object id has %zu bytes (at most %d)", o->oid.len, OBJ_OID_MAX);
+        return false;
+    }
+    if (o->cls != TK_OBJ_DATA && ((o->application && *o->application) || o->oid.len)) {
+        snprintf(why, n, "only data objects have an application and an object id");
+        return false;
+    }
+    return obj_value_ok(o, why, n);
+}
+
+static tk_rc obj_from_row(tk_store *st, sqlite3_stmt *s, tk_obj **out)
+{
+    char why[WHY_MAX] = "", lb[80];
+    enum col_rc cr = COL_OK;
+    int64_t token = 0, cls = 0, priv = 0;
+    tk_obj *o = calloc(1, sizeof(*o));
+
+    if (!o)
+        return tk_fail(TK_ERR_NOMEM, "out of memory");
+    o->id = sqlite3_column_int64(s, 0);
+    COL(col_text(s, 3, &o->label, why, sizeof(why)));
+    COL(col_int(s, 1, 1, INT64_MAX, &token, why, sizeof(why)));
+    COL(col_int(s, 2, 0, 255, &cls, why, sizeof(why)));
+    COL(col_blob(s, 4, &o->ckaid, why, sizeof(why)));
+    COL(col_blob(s, 5, &o->value, why, sizeof(why)));
+    COL(col_text(s, 6, &o->application, why, sizeof(why)));
+    COL(col_blob(s, 7, &o->oid, why, sizeof(why)));
+    COL(col_int(s, 8, 0, 1, &priv, why, sizeof(why)));
+    COL(col_int(s, 9, 0, INT64_MAX, &o->created, why, sizeof(why)));
+    COL(col_int(s, 10, 0, INT64_MAX, &o->updated, why, sizeof(why)));
+    o->token_id = token;
+    o->cls = (tk_obj_class)cls;
+    o->is_private = priv != 0;
+    if (cr == COL_OK && !obj_ok(o, why, sizeof(why)))
+        cr = COL_BAD;
+    if (cr == COL_OK) {
+        *out = o;
+        return TK_OK;
+    }
+    tk_rc rc = cr == COL_NOMEM ? tk_fail(TK_ERR_NOMEM, "out of memory")
+                               : tk_fail(TK_ERR_STORE, "object '%s' (row %lld) in %s is "
+                                         "damaged: %s; delete it or restore the store from a "
+                                         "backup", printable(o->label, lb, sizeof(lb)),
+                                         (long long)o->id, st->path, why);
+    tk_obj_free(o);
+    return rc;
+}
+
+static tk_rc fetch_objs(tk_store *st, sqlite3_stmt *s, tk_obj ***out, size_t *n,
+                        const char *what, size_t *damaged)
+{
+    tk_obj **v = NULL, **nv;
+    size_t cnt = 0, cap = 0;
+    tk_rc rc = TK_OK;
+    int src;
+
+    for (src = step_first(s); src == SQLITE_ROW; src = sqlite3_step(s)) {
+        if (cnt == cap) {
+            cap = cap ? 2 * cap : 16;
+            if (!(nv = realloc(v, cap * sizeof(*v)))) {
+                rc = tk_fail(TK_ERR_NOMEM, "out of memory");
+                break;
+            }
+            v = nv;
+        }
+        if ((rc = obj_from_row(st, s, &v[cnt])) != TK_OK) {
+            if (rc == TK_ERR_STORE && damaged) {
+                tk_warn("%s", tk_errmsg());
+                (*damaged)++;
+                rc = TK_OK;
+                continue;
+            }
+            break;
+        }
+        cnt++;
+    }
+    if (rc == TK_OK && src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = db_fail(st, src, what);
+    if (rc != TK_OK) {
+        tk_obj_list_free(v, cnt);
+        return rc;
+    }
+    *out = v;
+    *n = cnt;
+    return TK_OK;
+}
+
+tk_rc tk_obj_get(tk_store *st, int64_t id, tk_obj **out)
+{
+    sqlite3_stmt *s = NULL;
+    tk_obj **v = NULL;
+    size_t n = 0;
+    tk_rc rc;
+
+    if (!st || !out)
+        return tk_fail(TK_ERR_INVALID, "tk_obj_get: missing argument");
+    if ((rc = enter(st)) != TK_OK)
+        return rc;
+    rc = prep(st, "SELECT " OBJ_COLS " FROM objects WHERE id = ?1", &s, "reading an object");
+    if (rc == TK_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        rc = fetch_objs(st, s, &v, &n, "reading an object", NULL);
+    }
+    sqlite3_finalize(s);
+    leave(st);
+    if (rc != TK_OK)
+        return rc;
+    if (!n) {
+        free(v);
+        return tk_fail(TK_ERR_NOT_FOUND, "there is no object #%lld in the store %s (was it "
+                       "deleted?)", (long long)id, st->path);
+    }
+    *out = v[0];
+    free(v);
+    return TK_OK;
+}
+
+tk_rc tk_obj_list(tk_store *st, int64_t token_id, tk_obj ***out, size_t *n, size_t *damaged)
+{
+    sqlite3_stmt *s = NULL;
+    tk_rc rc;
+
+    if (!st || !out || !n)
+        return tk_fail(TK_ERR_INVALID, "tk_obj_list: missing argument");
+    if (damaged)
+        *damaged = 0;
+    if ((rc = enter(st)) != TK_OK)
+        return rc;
+    rc = prep(st, "SELECT " OBJ_COLS " FROM objects WHERE ?1 = 0 OR token_id = ?1 ORDER BY id",
+              &s, "listing objects");
+    if (rc == TK_OK) {
+        sqlite3_bind_int64(s, 1, token_id);
+        rc = fetch_objs(st, s, out, n, "listing objects", damaged);
+    }
+    sqlite3_finalize(s);
+    leave(st);
+    return rc;
+}
+
+static tk_rc obj_insert(tk_store *st, const tk_obj *o, int64_t now, int64_t *id)
+{
+    char token[80];
+    sqlite3_stmt *s = NULL;
+    tk_rc rc;
+
+    /* A clear message for a token that is gone (the foreign key would only say "constraint"). */
+    if ((rc = token_label(st, o->token_id, token, sizeof(token))) != TK_OK)
+        return rc;
+    rc = prep(st, "INSERT INTO objects (token_id, class, label, ckaid, value, application, oid,"
+              " private, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)", &s,
+              "adding an object");
+    if (rc != TK_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, o->token_id);
+    sqlite3_bind_int(s, 2, (int)o->cls);
+    sqlite3_bind_text(s, 3, o->label, -1, SQLITE_STATIC);
+    bind_buf(s, 4, &o->ckaid);
+    bind_buf(s, 5, &o->value);
+    sqlite3_bind_text(s, 6, o->application ? o->application : "", -1, SQLITE_STATIC);
+    bind_buf(s, 7, &o->oid);
+    sqlite3_bind_int(s, 8, o->is_private ? 1 : 0);
+    sqlite3_bind_int64(s, 9, now);
+    rc = step_done(st, s, NULL, "adding an object");
+    sqlite3_finalize(s);
+    if (rc == TK_OK)
+        *id = sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+tk_rc tk_obj_add(tk_store *st, tk_obj *o)
+{
+    char why[WHY_MAX];
+    int64_t now = (int64_t)time(NULL), id = 0;
+    tk_rc rc;
+
+    if (!st || !o)
+        return tk_fail(TK_ERR_INVALID, "tk_obj_add: missing argument");
+    if (!obj_ok(o, why, sizeof(why)))
+        return tk_fail(TK_ERR_INVALID, "%s object '%s' cannot be stored: %s",
+                       tk_obj_class_name(o->cls), o->label ? o->label : "", why);
+    if ((rc = enter(st)) != TK_OK)
+        return rc;
+    if ((rc = tx_begin(st, "adding an object")) == TK_OK) {
+        rc = obj_insert(st, o, now, &id);
+        rc = tx_end(st, rc, "adding an object");
+    }
+    leave(st);
+    if (rc == TK_OK) {
+        o->id = id;
+        o->created = o->updated = now;
+    }
+    return rc;
+}
+
+tk_rc tk_obj_update(tk_store *st, const tk_obj *o)
+{
+    char why[WHY_MAX];
+    sqlite3_stmt *s = NULL;
+    tk_rc rc;
+
+    if (!st || !o)
+        return tk_fail(TK_ERR_INVALID, "tk_obj_update: missing argument");
+    if (!obj_fields_ok(o, why, sizeof(why)))
+        return tk_fail(TK_ERR_INVALID, "object '%s' cannot be stored: %s",
+                       o->label ? o->label : "", why);
+    if ((rc = enter(st)) != TK_OK)
+        return rc;
+    if ((rc = tx_begin(st, "updating an object")) == TK_OK) {
+        rc = prep(st, "UPDATE objects SET label = ?2, ckaid = ?3, updated = ?4 WHERE id = ?1",
+                  &s, "updating an object");
+        if (rc == TK_OK) {
+            sqlite3_bind_int64(s, 1, o->id);
+            sqlite3_bind_text(s, 2, o->label, -1, SQLITE_STATIC);
+            bind_buf(s, 3, &o->ckaid);
+            sqlite3_bind_int64(s, 4, (int64_t)time(NULL));
+            rc = step_done(st, s, NULL, "updating an object");
+            if (rc == TK_OK && sqlite3_changes(st->db) == 0)
+                rc = tk_fail(TK_ERR_NOT_FOUND, "object '%s' (#%lld) is no longer in the store "
+                             "%s", o->label, (long long)o->id, st->path);
+        }
+        sqlite3_finalize(s);
+        rc = tx_end(st, rc, "updating an object");
+    }
+    leave(st);
+    return rc;
+}
+
+tk_rc tk_obj_delete(tk_store *st, int64_t id)
+{
+    sqlite3_stmt *s = NULL;
+    tk_rc rc;
+
+    if (!st)
+        return tk_fail(TK_ERR_INVALID, "tk_obj_delete: no store");
+    if ((rc = enter(st)) != TK_OK)
+        return rc;
+    if ((rc = tx_begin(st, "deleting an object")) == TK_OK) {
+        rc = prep(st, "DELETE FROM objects WHERE id = ?1", &s, "deleting an object");
+        if (rc == TK_OK) {
+            sqlite3_bind_int64(s, 1, id);
+            rc = step_done(st, s, NULL, "deleting an object");
+            if (rc == TK_OK && sqlite3_changes(st->db) == 0)
+                rc = tk_fail(TK_ERR_NOT_FOUND, "there is no object #%lld in the store %s",
+                             (long long)id, st->path);
+        }
+        sqlite3_finalize(s);
+        rc = tx_end(st, rc, "deleting an object");
     }
     leave(st);
     return rc;

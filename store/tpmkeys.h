@@ -220,6 +220,43 @@ tk_rc tk_key_list_intact(tk_store *st, int64_t token_id, tk_key ***out, size_t *
 /* Delete by label without decoding the row (also removes a damaged one). */
 tk_rc tk_key_delete_label(tk_store *st, int64_t token_id, const char *label);
 
+/* ------------------------------------------------------------------ standalone objects */
+
+/* Objects of a token that are not TPM keys: a certificate without a key of its own, a
+ * public key without its private key, application data (PKCS#11 CKO_CERTIFICATE,
+ * CKO_PUBLIC_KEY, CKO_DATA).  They hold no secrets and are stored in clear, also the
+ * ones marked private (which the doors only hide until login). */
+typedef enum { TK_OBJ_DATA = 1, TK_OBJ_CERT = 2, TK_OBJ_PUBKEY = 3 } tk_obj_class;
+
+typedef struct {
+    int64_t id;
+    int64_t token_id;
+    tk_obj_class cls;
+    char *label;            /* may be empty, need not be unique */
+    tk_buf ckaid;           /* CKA_ID bytes */
+    tk_buf value;           /* CERT: DER X.509; PUBKEY: DER SubjectPublicKeyInfo; DATA: any */
+    char *application;      /* DATA: CKA_APPLICATION ("" = none) */
+    tk_buf oid;             /* DATA: CKA_OBJECT_ID, DER (empty = none) */
+    bool is_private;        /* CKA_PRIVATE: shown only after login */
+    int64_t created, updated;
+} tk_obj;
+
+const char *tk_obj_class_name(tk_obj_class c);   /* "data", "cert", "pubkey" */
+void tk_obj_free(tk_obj *o);
+void tk_obj_list_free(tk_obj **objs, size_t n);
+/* Insert (sets o->id, created, updated).  The value is checked (a certificate or a
+ * public key must parse); TK_ERR_INVALID otherwise. */
+tk_rc tk_obj_add(tk_store *st, tk_obj *o);
+tk_rc tk_obj_get(tk_store *st, int64_t id, tk_obj **out);
+/* The objects of a token (token_id 0 = all), ordered by id.  damaged may be NULL: then a
+ * damaged row fails the listing; else such rows are left out, counted and named with
+ * tk_warn(). */
+tk_rc tk_obj_list(tk_store *st, int64_t token_id, tk_obj ***out, size_t *n, size_t *damaged);
+/* Update label and ckaid of o->id (the rest of an object does not change). */
+tk_rc tk_obj_update(tk_store *st, const tk_obj *o);
+/* Delete one object (also a damaged row: nothing is decoded). */
+tk_rc tk_obj_delete(tk_store *st, int64_t id);
+
 /* ------------------------------------------------------------------ key files (pure, no TPM) */
 
 /* Parse a private key file (PEM or DER): PKCS#1 RSA, SEC1 EC, PKCS#8, encrypted PKCS#8,
@@ -267,7 +304,6 @@ tk_rc tk_pkey_to_tpm(EVP_PKEY *pkey, const tk_secret *auth, TPM2B_PUBLIC *pub,
                      TPM2B_SENSITIVE *sens);
 /* The TPM template for a key generated inside the TPM. */
 tk_rc tk_template_for(tk_alg alg, TPM2B_PUBLIC *tmpl);
-
 /* Options for a key generated inside the TPM (NULL or zeroed = the defaults). */
 typedef struct {
     /* Non-zero (TPM2_ALG_SHA256...): an RSA key that signs only RSASSA-PSS with this

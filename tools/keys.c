@@ -178,6 +178,8 @@ struct listing {
     size_t ntoks;
     tk_key ***keys;   /* per token */
     size_t *nkeys;
+    tk_obj ***objs;   /* per token: certificates, public keys, data added through PKCS#11 */
+    size_t *nobjs;
 };
 
 static void listing_free(struct listing *l)
@@ -185,11 +187,15 @@ static void listing_free(struct listing *l)
     for (size_t i = 0; i < l->ntoks; i++) {
         if (l->keys)
             tk_key_list_free(l->keys[i], l->nkeys[i]);
+        if (l->objs)
+            tk_obj_list_free(l->objs[i], l->nobjs[i]);
         tk_token_free(l->toks[i]);
     }
     free(l->toks);
     free(l->keys);
     free(l->nkeys);
+    free(l->objs);
+    free(l->nobjs);
 }
 
 static tk_rc listing_load(struct tool *t, struct listing *l)
@@ -208,7 +214,9 @@ static tk_rc listing_load(struct tool *t, struct listing *l)
     }
     l->keys = calloc(l->ntoks ? l->ntoks : 1, sizeof(*l->keys));
     l->nkeys = calloc(l->ntoks ? l->ntoks : 1, sizeof(*l->nkeys));
-    if (!l->keys || !l->nkeys)
+    l->objs = calloc(l->ntoks ? l->ntoks : 1, sizeof(*l->objs));
+    l->nobjs = calloc(l->ntoks ? l->ntoks : 1, sizeof(*l->nobjs));
+    if (!l->keys || !l->nkeys || !l->objs || !l->nobjs)
         return tk_fail(TK_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < l->ntoks; i++) {
         size_t damaged = 0;
@@ -219,8 +227,43 @@ static tk_rc listing_load(struct tool *t, struct listing *l)
             fprintf(stderr, "tpmkeys: list: %zu damaged key%s in token '%s' not shown "
                     "(`tpmkeys show LABEL` names the problem; `tpmkeys delete LABEL` removes "
                     "it)\n", damaged, damaged == 1 ? "" : "s", l->toks[i]->label);
+        if ((rc = tk_obj_list(st, l->toks[i]->id, &l->objs[i], &l->nobjs[i], &damaged)) !=
+            TK_OK)
+            return rc;
+        if (damaged)
+            fprintf(stderr, "tpmkeys: list: %zu damaged object%s in token '%s' not shown\n",
+                    damaged, damaged == 1 ? "" : "s", l->toks[i]->label);
     }
     return TK_OK;
+}
+
+/* A certificate, public key or data object: no TPM key, so fewer lines than a key. */
+static tk_rc print_object(const char *token, const tk_obj *o)
+{
+    static const char *const types[] = { [TK_OBJ_DATA] = "data", [TK_OBJ_CERT] = "cert",
+                                         [TK_OBJ_PUBKEY] = "public" };
+    char when[64], *id = tool_hex(o->ckaid.data, o->ckaid.len);
+    char *tok = tk_uri_pct_encode((const uint8_t *)token, strlen(token));
+    char *lbl = tk_uri_pct_encode((const uint8_t *)o->label, strlen(o->label));
+    tk_rc rc = TK_OK;
+
+    if (!id || !tok || !lbl) {
+        rc = tk_fail(TK_ERR_NOMEM, "out of memory");
+    } else {
+        tool_time(o->created, when, sizeof(when));
+        printf("object:      %s%s\n", tk_obj_class_name(o->cls),
+               o->is_private ? " (private: shown through PKCS#11 after login)" : "");
+        printf("label:       %s\n", o->label);
+        printf("token:       %s\n", token);
+        printf("size:        %zu bytes\n", o->value.len);
+        printf("created:     %s\n", when);
+        printf("id:          %s\n", id);
+        printf("pkcs11:token=%s;object=%s;type=%s\n", tok, lbl, types[o->cls]);
+    }
+    free(id);
+    free(tok);
+    free(lbl);
+    return rc;
 }
 
 /* One block per key, blocks separated by an empty line. */
@@ -234,6 +277,12 @@ static tk_rc listing_print(const struct listing *l)
             if (shown++)
                 putchar('\n');
             rc = tool_print_key(l->toks[i]->label, l->keys[i][j]);
+        }
+    for (size_t i = 0; i < l->ntoks && rc == TK_OK; i++)
+        for (size_t j = 0; j < l->nobjs[i] && rc == TK_OK; j++) {
+            if (shown++)
+                putchar('\n');
+            rc = print_object(l->toks[i]->label, l->objs[i][j]);
         }
     return rc;
 }
@@ -262,7 +311,7 @@ int cmd_list(struct tool *t, int argc, char **argv)
         return tool_fail(t, rc);
     }
     for (size_t i = 0; i < l.ntoks; i++)
-        total += l.nkeys[i];
+        total += l.nkeys[i] + l.nobjs[i];
     if (!l.ntoks)
         tool_note("the store has no token yet: run `tpmkeys init` first");
     else if (!total)
@@ -402,6 +451,50 @@ int cmd_show(struct tool *t, int argc, char **argv)
 
 /* ------------------------------------------------------------------ delete */
 
+/* No key of that label: a certificate, public key or data object of that label, if it is
+ * the only one (PKCS#11 labels need not be unique; the key's error stands otherwise). */
+static int delete_object(struct tool *t, const char *label, bool yes)
+{
+    char msg[512], prompt[640] = "";
+    tk_token *tok = NULL;
+    tk_obj **v = NULL, *hit = NULL;
+    size_t n = 0, count = 0;
+    tk_rc rc;
+    int ex;
+
+    snprintf(msg, sizeof(msg), "%s", tk_errmsg());
+    if ((rc = tool_token(t, &tok)) != TK_OK ||
+        (rc = tk_obj_list(tk_ks_store(t->ks), tok->id, &v, &n, NULL)) != TK_OK) {
+        tk_token_free(tok);
+        return tool_fail(t, rc);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i]->label, label) && count++ == 0)
+            hit = v[i];
+    if (hit && !yes && tool_can_prompt())
+        snprintf(prompt, sizeof(prompt), "Delete %s object '%s' of token '%s'? [y/N] ",
+                 tk_obj_class_name(hit->cls), label, t->token);
+    if (count != 1) {
+        rc = count ? tk_fail(TK_ERR_INVALID, "token '%s' has %zu objects labelled '%s': delete "
+                             "the one you mean through PKCS#11 (pkcs11-tool --delete-object "
+                             "--type TYPE --id ID)", t->token, count, label)
+                   : tk_fail(TK_ERR_NOT_FOUND, "%s", msg);
+        ex = tool_fail(t, rc);
+    } else if (!yes && tool_can_prompt() && !tool_confirm(prompt)) {
+        fprintf(stderr, "tpmkeys: delete: object '%s' kept\n", label);
+        ex = EXIT_ERROR;
+    } else if ((rc = tk_obj_delete(tk_ks_store(t->ks), hit->id)) != TK_OK) {
+        ex = tool_fail(t, rc);
+    } else {
+        printf("deleted %s object '%s' of token '%s'\n", tk_obj_class_name(hit->cls), label,
+               t->token);
+        ex = EXIT_OK;
+    }
+    tk_obj_list_free(v, n);
+    tk_token_free(tok);
+    return ex;
+}
+
 int cmd_delete(struct tool *t, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -440,6 +533,8 @@ int cmd_delete(struct tool *t, int argc, char **argv)
         printf("deleted damaged key '%s' of token '%s'\n", argv[optind], t->token);
         return EXIT_OK;
     }
+    if (rc == TK_ERR_NOT_FOUND)
+        return delete_object(t, argv[optind], yes);
     if (rc != TK_OK)
         return tool_fail(t, rc);
     if (!yes && tool_can_prompt()) {

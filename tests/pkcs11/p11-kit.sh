@@ -90,6 +90,23 @@ tk_check "p11tool --export the certificate" with_p11kit p11tool --export "$tok;o
 tk_eq "same certificate back" "$(openssl x509 -in "$D/web-ec.crt" -outform DER | sha256sum)" \
     "$(printf '%s\n' "$TK_OUT" | openssl x509 -outform DER | sha256sum)"
 
+# A CA certificate with no key in the token: kept as an object of its own.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$D/ca.key" \
+    -subj "/CN=tpmkeys test CA" -days 2 -out "$D/ca.crt" 2>/dev/null
+tk_check "p11tool --write --load-certificate without its key" with_p11kit p11tool --login \
+    --write --load-certificate "$D/ca.crt" --label test-ca "$tok"
+tk_check "p11tool --list-all-certs" with_p11kit p11tool --list-all-certs "$tok"
+tk_match "the CA certificate is on the token" 'object=test-ca;type=cert'
+tk_check "p11tool --export it" with_p11kit p11tool --export "$tok;object=test-ca;type=cert"
+tk_eq "same CA certificate back" "$(openssl x509 -in "$D/ca.crt" -outform DER | sha256sum)" \
+    "$(printf '%s\n' "$TK_OUT" | openssl x509 -outform DER | sha256sum)"
+tk_check "tpmkeys lists it" "$TK" list
+tk_match "a cert object in the store" '^object: +cert$'
+tk_check "p11tool --delete it" with_p11kit p11tool --login --batch --delete \
+    "$tok;object=test-ca;type=cert"
+tk_check "p11tool --list-all-certs after the delete" with_p11kit p11tool --list-all-certs "$tok"
+tk_nomatch "the CA certificate is gone" 'object=test-ca'
+
 tk_check "p11tool --delete the p11tool key" with_p11kit p11tool --login --batch --delete \
     "$tok;object=gnutls-ec"
 tk_check "tpmkeys list" "$TK" list

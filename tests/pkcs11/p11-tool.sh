@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # The PKCS#11 module with OpenSC's pkcs11-tool: a token made with no other tool
 # (--init-token/--init-pin), key pairs made through C_GenerateKeyPair, signatures
-# checked by openssl, pkcs11-tool's own --test, --test-ec and --test-fork, and keys
-# shared both ways with the tpmkeys tool.
+# checked by openssl, pkcs11-tool's own --test, --test-ec and --test-fork, keys
+# shared both ways with the tpmkeys tool, and certificates, public keys and data objects
+# written with --write-object.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib.sh"
 
 tk_need pkcs11-tool openssl
@@ -141,5 +142,59 @@ tk_check "delete a key through PKCS#11" p11 "${T[@]}" --login --pin 1234 --delet
     --type privkey --id 02
 tk_check "tpmkeys list after the delete" "$TK" --token p11tool list
 tk_nomatch "ec384 gone from the store" '^label: +ec384$'
+
+# ---------------------------------------------------------------- certificates, public keys, data
+# Objects without a TPM key behind them: kept in the store's objects table.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$D/lone.key" -subj /CN=lone -days 2 \
+    -outform DER -out "$D/lone.crt" 2>/dev/null
+openssl pkey -in "$D/lone.key" -pubout -outform DER -out "$D/lone.pub"
+printf 'application data\000\001\002\n' >"$D/blob"
+printf 'private data\n' >"$D/pblob"
+W=(p11 "${T[@]}" --login --pin 1234 --write-object)
+tk_check "--write-object a certificate without its key" "${W[@]}" "$D/lone.crt" --type cert \
+    --id 21 --label lone-cert
+tk_check "--write-object a lone public key" "${W[@]}" "$D/lone.pub" --type pubkey --id 22 \
+    --label lone-pub
+tk_check "--write-object a data object" "${W[@]}" "$D/blob" --type data --label lone-data \
+    --application-label tpmkeys-test
+tk_check "--write-object a private data object" "${W[@]}" "$D/pblob" --type data \
+    --label secret-data --private
+tk_check "-O without login" p11 "${T[@]}" -O
+tk_match "the certificate is listed" 'label: +lone-cert'
+tk_match "the public key is listed" 'label: +lone-pub'
+tk_match "the data object is listed" "label: +'lone-data'"
+tk_match "with its application" "application: +'tpmkeys-test'"
+tk_nomatch "the private data object is hidden without login" 'secret-data'
+tk_check "-O with login" p11 "${T[@]}" --login --pin 1234 -O
+tk_match "the private data object after login" "label: +'secret-data'"
+tk_check "--read-object the certificate" p11 "${T[@]}" --read-object --type cert --id 21 \
+    -o "$D/back.crt"
+tk_check "same certificate bytes" cmp "$D/lone.crt" "$D/back.crt"
+tk_check "--read-object the public key" p11 "${T[@]}" --read-object --type pubkey --id 22 \
+    -o "$D/back.pub"
+tk_check "same public key bytes" cmp "$D/lone.pub" "$D/back.pub"
+tk_check "--read-object the data object" p11 "${T[@]}" --read-object --type data \
+    --label lone-data -o "$D/back.blob"
+tk_check "same data bytes" cmp "$D/blob" "$D/back.blob"
+tk_check "--read-object the private data object" p11 "${T[@]}" --login --pin 1234 \
+    --read-object --type data --label secret-data -o "$D/back.pblob"
+tk_check "same private data bytes" cmp "$D/pblob" "$D/back.pblob"
+openssl dgst -sha256 -sign "$D/lone.key" -out "$D/lone.sig" "$D/data"
+tk_check "C_Verify with the lone public key" p11 "${T[@]}" --verify --id 22 \
+    -m SHA256-RSA-PKCS -i "$D/data" --signature-file "$D/lone.sig"
+tk_match "signature valid" 'Signature is valid'
+tk_check "tpmkeys list shows the objects" "$TK" --token p11tool list
+tk_match "a cert object" '^object: +cert$'
+tk_match "a public key object" '^object: +pubkey$'
+tk_match "a private data object" '^object: +data \(private'
+tk_check "--delete-object the data object" p11 "${T[@]}" --login --pin 1234 --delete-object \
+    --type data --label lone-data
+tk_check "-O after the delete" p11 "${T[@]}" -O
+tk_nomatch "the data object is gone" 'lone-data'
+tk_match "the others stay" 'label: +lone-pub'
+tk_check "tpmkeys delete of an object" "$TK" --token p11tool delete --yes lone-cert
+tk_match "the tool says what it deleted" "deleted cert object 'lone-cert'"
+tk_check "-O after the tool's delete" p11 "${T[@]}" -O
+tk_nomatch "the certificate is gone" 'lone-cert'
 
 tk_done

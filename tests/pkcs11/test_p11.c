@@ -948,14 +948,19 @@ static void test_create_objects(CK_SESSION_HANDLE s)
     v = attr(s, cert, CKA_SUBJECT, &len);
     CHECK(v && len > 10, "certificate subject answered");
     free(v);
-    RV(CKR_TEMPLATE_INCONSISTENT, f->C_CreateObject(s, ct, 5, &cert), "a second certificate for the key");
+    CK_OBJECT_HANDLE cert2 = CK_INVALID_HANDLE;
+    RV(CKR_OK, f->C_CreateObject(s, ct, 5, &cert2), "a second certificate for the key: an object of its own");
+    CHECK(cert2 != cert && attr_bool(s, cert2, CKA_TOKEN) == 1, "a separate token object");
+    RV(CKR_OK, f->C_DestroyObject(s, cert2), "destroy it");
     uint8_t other = 0x99;
     ct[3].pValue = &other;
-    RV(CKR_TEMPLATE_INCONSISTENT, f->C_CreateObject(s, ct, 5, &data), "certificate without a key");
+    RV(CKR_OK, f->C_CreateObject(s, ct, 5, &cert2), "certificate without a key: an object of its own");
+    RV(CKR_OK, f->C_DestroyObject(s, cert2), "destroy it");
 
     /* Session objects. */
     CK_ATTRIBUTE dt[] = { { CKA_CLASS, &dc, sizeof(dc) }, { CKA_TOKEN, &yes, 1 }, { CKA_VALUE, "x", 1 } };
-    RV(CKR_TEMPLATE_INCONSISTENT, f->C_CreateObject(s, dt, 3, &data), "token data object refused");
+    RV(CKR_OK, f->C_CreateObject(s, dt, 3, &data), "token data object");
+    RV(CKR_OK, f->C_DestroyObject(s, data), "destroy it");
     dt[1].pValue = &no;
     RV(CKR_OK, f->C_CreateObject(s, dt, 3, &data), "session data object");
     v = attr(s, data, CKA_VALUE, &len);
@@ -987,6 +992,296 @@ static void test_create_objects(CK_SESSION_HANDLE s)
     RV(CKR_OK, f->C_DestroyObject(s, key), "destroy the imported key");
     CHECK(find_one(s, CKO_PUBLIC_KEY, "imported") == CK_INVALID_HANDLE, "its public key went with it");
     RV(CKR_OK, f->C_DestroyObject(s, data), "destroy the session data object");
+}
+
+/* ------------------------------------------------------------------ standalone token objects */
+
+static bool attr_is(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t, const void *want,
+                    size_t wlen)
+{
+    CK_ULONG len = 0;
+    uint8_t *v = attr(s, o, t, &len);
+    bool ok = v && len == wlen && (!wlen || !memcmp(v, want, wlen));
+    free(v);
+    return ok;
+}
+
+static bool attr_ulong_is(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t, CK_ULONG want)
+{
+    return attr_is(s, o, t, &want, sizeof(want));
+}
+
+static size_t count_class(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls)
+{
+    CK_ATTRIBUTE t = { CKA_CLASS, &cls, sizeof(cls) };
+    CK_OBJECT_HANDLE h[64];
+    return find(s, &t, 1, h, 64);
+}
+
+static EVP_PKEY *lone_rsa;   /* the software key behind the lone public key */
+static const uint8_t data_oid[] = { 0x06, 0x03, 0x2a, 0x03, 0x04 };
+
+/* Certificates without a key, lone public keys and data objects kept in the store. */
+static void test_token_objects(CK_SESSION_HANDLE s)
+{
+    CK_OBJECT_CLASS cc = CKO_CERTIFICATE, dc = CKO_DATA, pc = CKO_PUBLIC_KEY;
+    CK_KEY_TYPE rsa = CKK_RSA, ec = CKK_EC;
+    CK_CERTIFICATE_TYPE x509 = CKC_X_509, attrcert = CKC_X_509_ATTR_CERT;
+    EVP_PKEY *eck = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    uint8_t cid[] = { 0x51 }, id2[] = { 0x52 }, *der = NULL, n[512], e[8], sig[256], dig[32];
+    uint8_t ecpt[80], ecpt_der[82];
+    CK_OBJECT_HANDLE cert, pub, ecpub, data, pdata, h[16], tmp;
+    BIGNUM *bn_n = NULL, *bn_e = NULL;
+    unsigned dlen;
+    size_t slen = sizeof(sig);
+
+    lone_rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    int dl = make_cert(lone_rsa, &der);
+    size_t before_data = count_class(s, CKO_DATA);
+
+    /* A certificate whose key is not in the token. */
+    CK_ATTRIBUTE ct[] = {
+        { CKA_CLASS, &cc, sizeof(cc) }, { CKA_CERTIFICATE_TYPE, &x509, sizeof(x509) },
+        { CKA_TOKEN, &yes, 1 }, { CKA_ID, cid, 1 }, { CKA_LABEL, "lone-cert", 9 },
+        { CKA_VALUE, der, (CK_ULONG)dl },
+    };
+    RV(CKR_OK, f->C_CreateObject(s, ct, 6, &cert), "token certificate without a key");
+    {
+        X509 *x = NULL;
+        const unsigned char *p = der;
+        unsigned char *subj = NULL, *iss = NULL, *ser = NULL;
+        x = d2i_X509(NULL, &p, dl);
+        int sl = i2d_X509_NAME(X509_get_subject_name(x), &subj);
+        int il = i2d_X509_NAME(X509_get_issuer_name(x), &iss);
+        int nl = i2d_ASN1_INTEGER(X509_get_serialNumber(x), &ser);
+        CHECK(attr_is(s, cert, CKA_VALUE, der, (size_t)dl) && attr_is(s, cert, CKA_SUBJECT, subj, (size_t)sl) &&
+                  attr_is(s, cert, CKA_ISSUER, iss, (size_t)il) &&
+                  attr_is(s, cert, CKA_SERIAL_NUMBER, ser, (size_t)nl),
+              "certificate: CKA_VALUE, CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER");
+        OPENSSL_free(subj);
+        OPENSSL_free(iss);
+        OPENSSL_free(ser);
+        X509_free(x);
+    }
+    CHECK(attr_ulong_is(s, cert, CKA_CLASS, CKO_CERTIFICATE) &&
+              attr_ulong_is(s, cert, CKA_CERTIFICATE_TYPE, CKC_X_509) &&
+              attr_ulong_is(s, cert, CKA_CERTIFICATE_CATEGORY, 0) && attr_bool(s, cert, CKA_TRUSTED) == 0 &&
+              attr_bool(s, cert, CKA_TOKEN) == 1 && attr_bool(s, cert, CKA_PRIVATE) == 0 &&
+              attr_is(s, cert, CKA_ID, cid, 1) && attr_is(s, cert, CKA_LABEL, "lone-cert", 9),
+          "certificate: class, type, category, trusted, token, private, id, label");
+
+    /* A lone RSA public key. */
+    EVP_PKEY_get_bn_param(lone_rsa, "n", &bn_n);
+    EVP_PKEY_get_bn_param(lone_rsa, "e", &bn_e);
+    CK_ATTRIBUTE pt[] = {
+        { CKA_CLASS, &pc, sizeof(pc) }, { CKA_KEY_TYPE, &rsa, sizeof(rsa) }, { CKA_TOKEN, &yes, 1 },
+        { CKA_LABEL, "lone-pub", 8 }, { CKA_ID, id2, 1 },
+        { CKA_MODULUS, n, (CK_ULONG)BN_bn2bin(bn_n, n) }, { CKA_PUBLIC_EXPONENT, e, (CK_ULONG)BN_bn2bin(bn_e, e) },
+    };
+    RV(CKR_TEMPLATE_INCOMPLETE, f->C_CreateObject(s, pt, 4, &tmp), "token public key without its modulus");
+    RV(CKR_OK, f->C_CreateObject(s, pt, 7, &pub), "token public key without a private key");
+    {
+        unsigned char *spki = NULL;
+        int spl = i2d_PUBKEY(lone_rsa, &spki);
+        CHECK(attr_ulong_is(s, pub, CKA_KEY_TYPE, CKK_RSA) && attr_is(s, pub, CKA_MODULUS, n, pt[5].ulValueLen) &&
+                  attr_is(s, pub, CKA_PUBLIC_EXPONENT, e, pt[6].ulValueLen) &&
+                  attr_ulong_is(s, pub, CKA_MODULUS_BITS, 2048) &&
+                  attr_is(s, pub, CKA_PUBLIC_KEY_INFO, spki, (size_t)spl),
+              "public key: key type, modulus, exponent, bits, CKA_PUBLIC_KEY_INFO");
+        OPENSSL_free(spki);
+    }
+    CHECK(attr_bool(s, pub, CKA_VERIFY) == 1 && attr_bool(s, pub, CKA_ENCRYPT) == 1 &&
+              attr_bool(s, pub, CKA_DESTROYABLE) == 1 && attr_bool(s, pub, CKA_LOCAL) == 0 &&
+              attr_bool(s, pub, CKA_PRIVATE) == 0,
+          "public key: verify, encrypt, destroyable, not local, public");
+    BN_free(bn_n);
+    BN_free(bn_e);
+
+    /* It verifies and encrypts in software. */
+    {
+        EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(lone_rsa, NULL);
+        sha(EVP_sha256(), "lone", 4, dig, &dlen);
+        EVP_PKEY_sign_init(c);
+        EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING);
+        EVP_PKEY_CTX_set_signature_md(c, EVP_sha256());
+        EVP_PKEY_sign(c, sig, &slen, dig, dlen);
+        EVP_PKEY_CTX_free(c);
+        CK_MECHANISM m = { CKM_SHA256_RSA_PKCS, NULL, 0 }, em = { CKM_RSA_PKCS, NULL, 0 };
+        RV(CKR_OK, f->C_VerifyInit(s, &m, pub), "C_VerifyInit with the lone public key");
+        RV(CKR_OK, f->C_Verify(s, (CK_BYTE_PTR) "lone", 4, sig, slen), "C_Verify: a software signature");
+        sig[10] ^= 1;
+        RV(CKR_OK, f->C_VerifyInit(s, &m, pub), "C_VerifyInit again");
+        RV(CKR_SIGNATURE_INVALID, f->C_Verify(s, (CK_BYTE_PTR) "lone", 4, sig, slen), "C_Verify: a damaged signature");
+        uint8_t ct2[256], pt2[256];
+        CK_ULONG cl = sizeof(ct2);
+        size_t pl = sizeof(pt2);
+        RV(CKR_OK, f->C_EncryptInit(s, &em, pub), "C_EncryptInit with the lone public key");
+        RV(CKR_OK, f->C_Encrypt(s, (CK_BYTE_PTR) "secret", 6, ct2, &cl), "C_Encrypt");
+        c = EVP_PKEY_CTX_new(lone_rsa, NULL);
+        EVP_PKEY_decrypt_init(c);
+        EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING);
+        CHECK(EVP_PKEY_decrypt(c, pt2, &pl, ct2, cl) == 1 && pl == 6 && !memcmp(pt2, "secret", 6),
+              "the software private key decrypts it");
+        EVP_PKEY_CTX_free(c);
+    }
+
+    /* A lone EC public key (point given raw, answered DER-wrapped). */
+    size_t ptl = 0;
+    EVP_PKEY_get_octet_string_param(eck, OSSL_PKEY_PARAM_PUB_KEY, ecpt, sizeof(ecpt), &ptl);
+    ecpt_der[0] = 0x04;
+    ecpt_der[1] = (uint8_t)ptl;
+    memcpy(ecpt_der + 2, ecpt, ptl);
+    CK_ATTRIBUTE et[] = {
+        { CKA_CLASS, &pc, sizeof(pc) }, { CKA_KEY_TYPE, &ec, sizeof(ec) }, { CKA_TOKEN, &yes, 1 },
+        { CKA_EC_PARAMS, (void *)p256_oid, sizeof(p256_oid) }, { CKA_EC_POINT, ecpt, ptl },
+        { CKA_LABEL, "lone-ec", 7 },
+    };
+    RV(CKR_OK, f->C_CreateObject(s, et, 6, &ecpub), "token EC public key without a private key");
+    CHECK(attr_ulong_is(s, ecpub, CKA_KEY_TYPE, CKK_EC) && attr_is(s, ecpub, CKA_EC_PARAMS, p256_oid, sizeof(p256_oid)) &&
+              attr_is(s, ecpub, CKA_EC_POINT, ecpt_der, ptl + 2) && attr_bool(s, ecpub, CKA_ENCRYPT) == 0,
+          "EC public key: key type, params, DER point, no encrypt");
+
+    /* Data objects, one public and one private. */
+    CK_ATTRIBUTE dt[] = {
+        { CKA_CLASS, &dc, sizeof(dc) }, { CKA_TOKEN, &yes, 1 }, { CKA_LABEL, "lone-data", 9 },
+        { CKA_APPLICATION, "tpmkeys-test", 12 }, { CKA_OBJECT_ID, (void *)data_oid, sizeof(data_oid) },
+        { CKA_VALUE, "hello data", 10 }, { CKA_PRIVATE, &no, 1 },
+    };
+    RV(CKR_OK, f->C_CreateObject(s, dt, 7, &data), "token data object");
+    CHECK(attr_is(s, data, CKA_VALUE, "hello data", 10) && attr_is(s, data, CKA_APPLICATION, "tpmkeys-test", 12) &&
+              attr_is(s, data, CKA_OBJECT_ID, data_oid, sizeof(data_oid)) &&
+              attr_ulong_is(s, data, CKA_CLASS, CKO_DATA) && attr_bool(s, data, CKA_PRIVATE) == 0,
+          "data object: value, application, object id, class, public");
+    dt[2].pValue = "secret-data", dt[2].ulValueLen = 11;
+    dt[6].pValue = &yes;
+    RV(CKR_OK, f->C_CreateObject(s, dt, 7, &pdata), "private token data object (logged in)");
+    CHECK(attr_bool(s, pdata, CKA_PRIVATE) == 1, "CKA_PRIVATE true");
+    CHECK(count_class(s, CKO_DATA) == before_data + 2, "both data objects found by class");
+
+    /* C_FindObjects with templates. */
+    CK_ATTRIBUTE byid = { CKA_ID, cid, 1 };
+    CHECK(find(s, &byid, 1, h, 16) == 1 && h[0] == cert, "found by CKA_ID: the certificate, same handle");
+    CK_ATTRIBUTE byapp[] = { { CKA_APPLICATION, "tpmkeys-test", 12 }, { CKA_CLASS, &dc, sizeof(dc) } };
+    CHECK(find(s, byapp, 2, h, 16) == 2, "found by CKA_APPLICATION and class: both data objects");
+    CK_ATTRIBUTE bykt[] = { { CKA_CLASS, &pc, sizeof(pc) }, { CKA_LABEL, "lone-pub", 8 }, { CKA_TOKEN, &yes, 1 } };
+    CHECK(find(s, bykt, 3, h, 16) == 1 && h[0] == pub, "found by class, label and CKA_TOKEN: the public key");
+    CK_ATTRIBUTE bytype = { CKA_CERTIFICATE_TYPE, &x509, sizeof(x509) };
+    CHECK(find(s, &bytype, 1, h, 16) >= 1, "found by certificate type");
+
+    /* Bad templates. */
+    uint8_t junk[] = { 0x30, 0x03, 0x02, 0x01, 0x01 };
+    ct[5].pValue = junk, ct[5].ulValueLen = sizeof(junk);
+    RV(CKR_ATTRIBUTE_VALUE_INVALID, f->C_CreateObject(s, ct, 6, &tmp), "a certificate that does not parse");
+    RV(CKR_TEMPLATE_INCOMPLETE, f->C_CreateObject(s, ct, 5, &tmp), "a certificate without CKA_VALUE");
+    ct[1].pValue = &attrcert;
+    ct[5].pValue = der;
+    RV(CKR_ATTRIBUTE_VALUE_INVALID, f->C_CreateObject(s, ct, 6, &tmp), "an attribute certificate");
+    ct[1].pValue = &x509;
+    CK_ATTRIBUTE bad_app[] = { { CKA_CLASS, &pc, sizeof(pc) }, { CKA_KEY_TYPE, &ec, sizeof(ec) },
+                               { CKA_TOKEN, &yes, 1 }, { CKA_EC_PARAMS, (void *)p256_oid, sizeof(p256_oid) },
+                               { CKA_EC_POINT, ecpt, ptl }, { CKA_APPLICATION, "x", 1 } };
+    RV(CKR_TEMPLATE_INCONSISTENT, f->C_CreateObject(s, bad_app, 6, &tmp), "CKA_APPLICATION on a public key");
+    CK_ATTRIBUTE bad_val[] = { { CKA_CLASS, &dc, sizeof(dc) }, { CKA_TOKEN, &yes, 1 }, { CKA_VALUE, NULL, 4 } };
+    RV(CKR_ATTRIBUTE_VALUE_INVALID, f->C_CreateObject(s, bad_val, 3, &tmp), "a value with no pointer");
+
+    /* Label and CKA_ID persist; the rest is read-only. */
+    CK_ATTRIBUTE lab = { CKA_LABEL, "renamed-cert", 12 }, nid = { CKA_ID, id2, 1 };
+    RV(CKR_OK, f->C_SetAttributeValue(s, cert, &lab, 1), "set CKA_LABEL of the certificate");
+    RV(CKR_OK, f->C_SetAttributeValue(s, cert, &nid, 1), "set CKA_ID of the certificate");
+    CHECK(attr_is(s, cert, CKA_LABEL, "renamed-cert", 12) && attr_is(s, cert, CKA_ID, id2, 1) &&
+              find_one(s, CKO_CERTIFICATE, "renamed-cert") == cert,
+          "the new label and id are read back, same handle");
+    CK_ATTRIBUTE val = { CKA_VALUE, "other", 5 };
+    RV(CKR_ATTRIBUTE_READ_ONLY, f->C_SetAttributeValue(s, data, &val, 1), "CKA_VALUE of a data object is read-only");
+
+    /* Read-only sessions change nothing. */
+    CK_SESSION_HANDLE ro;
+    f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro);
+    dt[2].pValue = "ro-data", dt[2].ulValueLen = 7;
+    dt[6].pValue = &no;
+    RV(CKR_SESSION_READ_ONLY, f->C_CreateObject(ro, dt, 7, &tmp), "token object in an RO session");
+    RV(CKR_SESSION_READ_ONLY, f->C_DestroyObject(ro, data), "destroy in an RO session");
+    RV(CKR_SESSION_READ_ONLY, f->C_SetAttributeValue(ro, data, &lab, 1), "set label in an RO session");
+    CHECK(find_one(ro, CKO_DATA, "lone-data") == data, "the RO session sees the data object");
+
+    /* CKA_PRIVATE objects are hidden before login. */
+    RV(CKR_OK, f->C_Logout(s), "logout");
+    CHECK(find_one(ro, CKO_DATA, "secret-data") == CK_INVALID_HANDLE &&
+              find_one(ro, CKO_DATA, "lone-data") == data,
+          "logged out: the private data object is hidden, the public one not");
+    CK_ATTRIBUTE vq = { CKA_VALUE, NULL, 0 };
+    RV(CKR_OBJECT_HANDLE_INVALID, f->C_GetAttributeValue(ro, pdata, &vq, 1), "its handle is not usable");
+    dt[6].pValue = &yes;
+    RV(CKR_USER_NOT_LOGGED_IN, f->C_CreateObject(s, dt, 7, &tmp), "a private object needs login");
+    RV(CKR_OK, f->C_Login(s, CKU_USER, PIN(user_pin)), "login again");
+    CHECK(find_one(ro, CKO_DATA, "secret-data") == pdata, "logged in: it is back, same handle");
+    f->C_CloseSession(ro);
+
+    /* Another process sees the objects and adds one; this module sees that without
+     * re-initialising. */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        CK_SESSION_HANDLE cs;
+        CK_ATTRIBUTE ctl[] = { { CKA_CLASS, &dc, sizeof(dc) }, { CKA_TOKEN, &yes, 1 },
+                               { CKA_LABEL, "from-child", 10 }, { CKA_VALUE, "c", 1 } };
+        int code = 0;
+        if (f->C_Initialize(NULL) != CKR_OK ||
+            f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &cs) != CKR_OK)
+            _exit(1);
+        if (find_one(cs, CKO_CERTIFICATE, "renamed-cert") != cert)
+            code |= 2;
+        if (find_one(cs, CKO_DATA, "secret-data") != CK_INVALID_HANDLE)
+            code |= 4;   /* not logged in in this process */
+        if (f->C_CreateObject(cs, ctl, 4, &tmp) != CKR_OK)
+            code |= 8;
+        f->C_Finalize(NULL);
+        _exit(code);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "another process: same handles, private hidden, creates a data object (status %d)",
+          WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    tmp = find_one(s, CKO_DATA, "from-child");
+    CHECK(tmp != CK_INVALID_HANDLE, "its object is seen here without re-initialising");
+    RV(CKR_OK, f->C_DestroyObject(s, tmp), "destroy it");
+
+    /* Destroy: gone here, and the handle stays invalid. */
+    RV(CKR_OK, f->C_DestroyObject(s, data), "destroy the data object");
+    RV(CKR_OBJECT_HANDLE_INVALID, f->C_DestroyObject(s, data), "destroyed twice");
+    RV(CKR_OBJECT_HANDLE_INVALID, f->C_GetAttributeValue(s, data, &vq, 1), "its handle is invalid");
+    RV(CKR_OK, f->C_DestroyObject(s, ecpub), "destroy the lone EC public key");
+    CHECK(find_one(s, CKO_CERTIFICATE, "renamed-cert") == cert && find_one(s, CKO_PUBLIC_KEY, "lone-pub") == pub,
+          "the others keep their handles");
+    /* cert, pub and the private data object stay for test_objects_persist(). */
+    OPENSSL_free(der);
+    EVP_PKEY_free(eck);
+}
+
+/* After C_Finalize + C_Initialize: the token objects are still there. */
+static void test_objects_persist(void)
+{
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE cert, pub;
+    uint8_t pid[] = { 0x52 };
+
+    RV(CKR_OK, f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s), "session after re-initialising");
+    cert = find_one(s, CKO_CERTIFICATE, "renamed-cert");
+    pub = find_one(s, CKO_PUBLIC_KEY, "lone-pub");
+    CHECK(cert != CK_INVALID_HANDLE && attr_is(s, cert, CKA_ID, pid, 1), "the certificate persisted, renamed, new id");
+    CHECK(pub != CK_INVALID_HANDLE && attr_ulong_is(s, pub, CKA_KEY_TYPE, CKK_RSA), "the lone public key persisted");
+    CHECK(find_one(s, CKO_DATA, "secret-data") == CK_INVALID_HANDLE, "the private data object is hidden before login");
+    RV(CKR_OK, f->C_Login(s, CKU_USER, PIN(user_pin)), "login");
+    CK_OBJECT_HANDLE pdata = find_one(s, CKO_DATA, "secret-data");
+    CHECK(pdata != CK_INVALID_HANDLE && attr_is(s, pdata, CKA_VALUE, "hello data", 10), "and there after login");
+    RV(CKR_OK, f->C_DestroyObject(s, pdata), "destroy the private data object");
+    RV(CKR_OK, f->C_DestroyObject(s, cert), "destroy the certificate");
+    RV(CKR_OK, f->C_DestroyObject(s, pub), "destroy the public key");
+    CHECK(find_one(s, CKO_PUBLIC_KEY, "lone-pub") == CK_INVALID_HANDLE, "gone");
+    f->C_Logout(s);
+    f->C_CloseSession(s);
+    EVP_PKEY_free(lone_rsa);
 }
 
 /* Key pairs with CKA_TOKEN false: made in the TPM, kept in this session only. */
@@ -1210,6 +1505,7 @@ int main(int argc, char **argv)
     test_find_and_login_rules(s);
     test_set_attributes(s);
     test_create_objects(s);
+    test_token_objects(s);
     test_other_process(s);
     test_session_keys();
     test_threads();
@@ -1233,6 +1529,7 @@ int main(int argc, char **argv)
     CK_ULONG n = 0;
     RV(CKR_OK, f->C_GetSlotList(CK_TRUE, NULL, &n), "slots after re-initialising");
     CHECK(n == 3, "two tokens and the empty slot (%lu)", (unsigned long)n);
+    test_objects_persist();
     RV(CKR_OK, f->C_Finalize(NULL), "C_Finalize");
     dlclose(lib);
     printf("1..%d\n", checks);

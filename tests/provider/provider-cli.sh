@@ -177,6 +177,20 @@ tk_check "certificate holds the TPM public key (RSA-PSS)" \
     sh -c "openssl x509 -in psskey.crt -noout -pubkey | cmp - pss.pub.pem"
 tk_check "tool lists the key" "$TK" list
 tk_match "listed with its restriction" 'RSA-PSS'
+# The same key through the other door: PKCS#11 signs PSS with its digest, refuses the rest.
+if command -v pkcs11-tool >/dev/null; then
+    mod=$top_builddir/pkcs11/.libs/tpmkeys-pkcs11.so
+    # By CKA_ID: pkcs11-tool --sign does not select the key by --label.
+    pss_id=$("$TK" list | awk '/^label:/ {l=$2} /^id:/ && l == "pss" {print $2}')
+    tk_check "pkcs11-tool signs SHA384-RSA-PKCS-PSS with the RSA-PSS key" tk_host pkcs11-tool \
+        --module "$mod" --sign -m SHA384-RSA-PKCS-PSS --id "$pss_id" -i data.txt -o p11.pss.sig
+    tk_check "PKCS#11 PSS signature verifies in software" openssl dgst -sha384 \
+        -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest -verify pss.pub.pem \
+        -signature p11.pss.sig data.txt
+    tk_expect_fail '*' "PKCS#11 refuses PKCS#1 with the RSA-PSS key" tk_host pkcs11-tool \
+        --module "$mod" --sign -m SHA384-RSA-PKCS --id "$pss_id" -i data.txt -o p11.bad.sig
+    tk_match "with CKR_KEY_FUNCTION_NOT_PERMITTED" 'CKR_KEY_FUNCTION_NOT_PERMITTED'
+fi
 
 # ---------------------------------------------------------------- openssl.cnf activation
 for order in "tpm2 default" "default tpm2"; do

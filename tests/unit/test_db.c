@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <sqlite3.h>
 #include <tss2/tss2_mu.h>
 
@@ -332,7 +334,7 @@ static void test_create(void)
     free(p);
     check(!strcmp(tk_store_path(st), path), "create: tk_store_path is the path given");
     check(!tk_store_is_readonly(st), "create: store is writable");
-    check(tk_store_schema_version(st) == 1, "create: schema version 1 (%d)",
+    check(tk_store_schema_version(st) == 2, "create: schema version 2 (%d)",
           tk_store_schema_version(st));
     const char *id = tk_store_id(st);
     check(strlen(id) == 16 && strspn(id, "0123456789abcdef") == 16, "create: store id %s", id);
@@ -621,17 +623,17 @@ static void test_migration(void)
     check(rc_msg(rc, TK_ERR_READONLY, "upgrade", "read-only") && !st,
           "migration: a read-only store that needs an upgrade is refused");
     rc = tk_store_open(path, 0, &st);
-    check(rc == TK_OK && tk_store_schema_version(st) == 1,
-          "migration: an empty v0 file is upgraded to v1 at open");
+    check(rc == TK_OK && tk_store_schema_version(st) == 2,
+          "migration: an empty v0 file is upgraded to v2 at open");
     tk_store_close(st);
     st = NULL;
-    check(raw_int(path, "PRAGMA user_version") == 1 &&
+    check(raw_int(path, "PRAGMA user_version") == 2 &&
               raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
-                            "name IN ('meta', 'tokens', 'keys')") == 3 &&
+                            "name IN ('meta', 'tokens', 'keys', 'objects')") == 4 &&
               raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'keys_by_ckaid'")
                   == 1 &&
               raw_int(path, "SELECT count(*) FROM meta") == 1,
-          "migration: v1 has meta, tokens, keys, the CKA_ID index and one store id");
+          "migration: v2 has meta, tokens, keys, objects, the CKA_ID index and one store id");
 
     raw_exec(path, "PRAGMA user_version = 7");
     rc = tk_store_open(path, 0, &st);
@@ -758,6 +760,379 @@ static void test_damaged(void)
 
     tk_key_free(k);
     tk_store_close(st);
+    free(path);
+}
+
+/* ------------------------------------------------------------------ standalone objects */
+
+/* DER SubjectPublicKeyInfo and a self-signed DER certificate of a fresh P-256 key. */
+static void make_cert_spki(tk_buf *cert, tk_buf *spki)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    unsigned char *der = NULL;
+    int len;
+
+    if (!k || !x || !name ||
+        !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"obj",
+                                    -1, -1, 0) ||
+        !X509_set_subject_name(x, name) || !X509_set_issuer_name(x, name) ||
+        !ASN1_INTEGER_set(X509_get_serialNumber(x), 7) ||
+        !X509_gmtime_adj(X509_getm_notBefore(x), 0) ||
+        !X509_gmtime_adj(X509_getm_notAfter(x), 3600) || !X509_set_pubkey(x, k) ||
+        !X509_sign(x, k, EVP_sha256()))
+        abort();
+    if ((len = i2d_X509(x, &der)) <= 0 || tk_buf_set(cert, der, (size_t)len) != TK_OK)
+        abort();
+    OPENSSL_free(der);
+    der = NULL;
+    if ((len = i2d_PUBKEY(k, &der)) <= 0 || tk_buf_set(spki, der, (size_t)len) != TK_OK)
+        abort();
+    OPENSSL_free(der);
+    X509_NAME_free(name);
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+static tk_obj *new_obj(int64_t token_id, tk_obj_class cls, const char *label,
+                       const tk_buf *value)
+{
+    tk_obj *o = calloc(1, sizeof(*o));
+    if (!o || !(o->label = strdup(label)) || !(o->application = strdup("")))
+        abort();
+    o->token_id = token_id;
+    o->cls = cls;
+    if (value && tk_buf_set(&o->value, value->data, value->len) != TK_OK)
+        abort();
+    return o;
+}
+
+static bool obj_eq(const tk_obj *a, const tk_obj *b)
+{
+    return a->id == b->id && a->token_id == b->token_id && a->cls == b->cls &&
+           !strcmp(a->label, b->label) && buf_eq(&a->ckaid, &b->ckaid) &&
+           buf_eq(&a->value, &b->value) && !strcmp(a->application, b->application) &&
+           buf_eq(&a->oid, &b->oid) && a->is_private == b->is_private &&
+           a->created == b->created && a->updated == b->updated;
+}
+
+static size_t count_objs(tk_store *st, int64_t token_id)
+{
+    tk_obj **v = NULL;
+    size_t n = 0;
+    if (tk_obj_list(st, token_id, &v, &n, NULL) != TK_OK)
+        return (size_t)-1;
+    tk_obj_list_free(v, n);
+    return n;
+}
+
+static void test_objects(void)
+{
+    char *path = path_in("objects.db");
+    tk_store *st = NULL, *other = NULL;
+    tk_buf cert = { 0 }, spki = { 0 }, data = { 0 };
+    tk_obj *c = NULL, *p = NULL, *d = NULL, *got = NULL, **v = NULL;
+    size_t n = 99;
+    tk_rc rc;
+
+    if (tk_store_open(path, TK_STORE_CREATE, &st) != TK_OK ||
+        tk_store_open(path, 0, &other) != TK_OK) {
+        check(false, "objects: open");
+        goto out;
+    }
+    int64_t tid = setup_token(st, "tpmkeys"), tid2 = setup_token(st, "second");
+    make_cert_spki(&cert, &spki);
+    set_bytes(&data, 300, 9);
+
+    c = new_obj(tid, TK_OBJ_CERT, "web", &cert);
+    set_bytes(&c->ckaid, 1, 1);
+    p = new_obj(tid, TK_OBJ_PUBKEY, "", &spki);
+    d = new_obj(tid2, TK_OBJ_DATA, "notes", &data);
+    free(d->application);
+    d->application = strdup("my app");
+    set_bytes(&d->oid, 8, 3);
+    d->is_private = true;
+    tk_store_changed(other);
+    check(tk_obj_add(st, c) == TK_OK && c->id > 0 && c->created > 0 && c->updated == c->created,
+          "objects: add a certificate");
+    check(tk_store_changed(other), "objects: another connection sees the change");
+    check(tk_obj_add(st, p) == TK_OK && p->id > c->id, "objects: add a public key, empty label");
+    check(tk_obj_add(st, d) == TK_OK, "objects: add a private data object with app and oid");
+
+    rc = tk_obj_get(other, c->id, &got);
+    check(rc == TK_OK && got && obj_eq(got, c), "objects: get returns the certificate as added");
+    tk_obj_free(got);
+    got = NULL;
+    rc = tk_obj_get(other, d->id, &got);
+    check(rc == TK_OK && got && obj_eq(got, d), "objects: data object read back whole");
+    tk_obj_free(got);
+    got = NULL;
+
+    rc = tk_obj_list(other, tid, &v, &n, NULL);
+    check(rc == TK_OK && n == 2 && obj_eq(v[0], c) && obj_eq(v[1], p),
+          "objects: list of a token, ordered by id (%zu)", n);
+    tk_obj_list_free(v, n);
+    v = NULL;
+    check(count_objs(st, 0) == 3 && count_objs(st, tid2) == 1,
+          "objects: list of all tokens and of the second");
+
+    /* Labels need not be unique (a certificate often has its key's label). */
+    tk_obj *c2 = new_obj(tid, TK_OBJ_CERT, "web", &cert);
+    check(tk_obj_add(st, c2) == TK_OK, "objects: a second object with the same label");
+    check(tk_obj_delete(st, c2->id) == TK_OK, "objects: delete it");
+    rc = tk_obj_get(st, c2->id, &got);
+    check(rc_msg(rc, TK_ERR_NOT_FOUND, "no object", NULL) && !got, "objects: deleted is gone");
+    rc = tk_obj_delete(st, c2->id);
+    check(rc_msg(rc, TK_ERR_NOT_FOUND, "no object", NULL), "objects: delete twice: not found");
+    tk_obj_free(c2);
+
+    /* Update: label and CKA_ID only. */
+    free(c->label);
+    c->label = strdup("renamed");
+    set_bytes(&c->ckaid, 20, 5);
+    tk_buf_free(&c->value);   /* not written by an update */
+    check(tk_obj_update(st, c) == TK_OK, "objects: update label and id");
+    rc = tk_obj_get(other, c->id, &got);
+    check(rc == TK_OK && !strcmp(got->label, "renamed") && buf_eq(&got->ckaid, &c->ckaid) &&
+              buf_eq(&got->value, &cert),
+          "objects: the update is seen, the value kept");
+    tk_obj_free(got);
+    got = NULL;
+    c->id = 999999;
+    rc = tk_obj_update(st, c);
+    check(rc_msg(rc, TK_ERR_NOT_FOUND, "no longer", NULL), "objects: update of a missing row");
+
+    /* Bad input: refused with a reason, nothing written. */
+    static const struct {
+        tk_obj_class cls;
+        const char *label, *why;
+        size_t vlen, idlen, oidlen;
+        bool app;
+    } bad[] = {
+        { TK_OBJ_CERT, "x", "not a DER X.509", 10, 0, 0, false },
+        { TK_OBJ_CERT, "x", "not a DER X.509", 0, 0, 0, false },
+        { TK_OBJ_PUBKEY, "x", "not a DER SubjectPublicKeyInfo", 40, 0, 0, false },
+        { (tk_obj_class)9, "x", "unknown class", 4, 0, 0, false },
+        { TK_OBJ_DATA, "x", "CKA_ID", 4, 256, 0, false },
+        { TK_OBJ_DATA, "x", "object id", 4, 0, 256, false },
+        { TK_OBJ_DATA, "x", "value", 1024 * 1024 + 1, 0, 0, false },
+        { TK_OBJ_CERT, "x", "only data objects", 0, 0, 0, true },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tk_obj *b = new_obj(tid, bad[i].cls, bad[i].label, NULL);
+        if (bad[i].cls == TK_OBJ_CERT && bad[i].app)
+            tk_buf_set(&b->value, cert.data, cert.len);
+        else if (bad[i].vlen)
+            set_bytes(&b->value, bad[i].vlen, 1);
+        if (bad[i].idlen)
+            set_bytes(&b->ckaid, bad[i].idlen, 1);
+        if (bad[i].oidlen)
+            set_bytes(&b->oid, bad[i].oidlen, 1);
+        if (bad[i].app) {
+            free(b->application);
+            b->application = strdup("app");
+        }
+        rc = tk_obj_add(st, b);
+        check(rc_msg(rc, TK_ERR_INVALID, "cannot be stored", bad[i].why) && !b->id,
+              "objects: bad object %zu refused (%s)", i, bad[i].why);
+        tk_obj_free(b);
+    }
+    tk_obj *orphan = new_obj(4242, TK_OBJ_DATA, "x", &data);
+    rc = tk_obj_add(st, orphan);
+    check(rc_msg(rc, TK_ERR_NOT_FOUND, "no token #4242", NULL), "objects: unknown token");
+    tk_obj_free(orphan);
+    check(count_objs(st, 0) == 3, "objects: nothing written by the refused adds");
+
+    /* Read-only store: writes refused. */
+    tk_store *ro = NULL;
+    if (tk_store_open(path, TK_STORE_READONLY, &ro) == TK_OK) {
+        tk_obj *w = new_obj(tid, TK_OBJ_DATA, "ro", &data);
+        check(tk_obj_add(ro, w) == TK_ERR_READONLY && tk_obj_delete(ro, d->id) ==
+                  TK_ERR_READONLY && count_objs(ro, 0) == 3,
+              "objects: a read-only store lists but does not write");
+        tk_obj_free(w);
+        tk_store_close(ro);
+    }
+
+    /* Deleting a token takes its objects (ON DELETE CASCADE), only its own. */
+    check(tk_token_delete(st, tid2) == TK_OK && count_objs(st, tid2) == 0 &&
+              count_objs(st, tid) == 2,
+          "objects: deleting a token deletes its objects, not others");
+out:
+    tk_obj_free(c);
+    tk_obj_free(p);
+    tk_obj_free(d);
+    tk_buf_free(&cert);
+    tk_buf_free(&spki);
+    tk_buf_free(&data);
+    tk_store_close(st);
+    tk_store_close(other);
+    free(path);
+}
+
+/* A damaged row is an error for that row; listing with *damaged skips it. */
+static void test_objects_damaged(void)
+{
+    char *path = path_in("objects-damaged.db");
+    char sql[256], want[400];
+    tk_store *st = NULL;
+    tk_buf cert = { 0 }, spki = { 0 };
+    tk_obj *good = NULL, *bad = NULL, *got = NULL, **v = NULL;
+    size_t n = 99, damaged = 99;
+    tk_rc rc;
+
+    if (tk_store_open(path, TK_STORE_CREATE, &st) != TK_OK) {
+        check(false, "objects damaged: open");
+        free(path);
+        return;
+    }
+    int64_t tid = setup_token(st, "tpmkeys");
+    make_cert_spki(&cert, &spki);
+    good = new_obj(tid, TK_OBJ_PUBKEY, "good", &spki);
+    bad = new_obj(tid, TK_OBJ_CERT, "bad", &cert);
+    tk_obj_add(st, good);
+    tk_obj_add(st, bad);
+    static const struct {
+        const char *set, *why;
+    } cases[] = {
+        { "class = 77", "unknown class" },
+        { "value = x'3003020101'", "not a DER X.509" },
+        { "value = 'text'", "not a blob" },
+        { "private = 2", "private" },
+        { "label = x'00'", "label is not text" },
+        { "application = 'app'", "only data objects" },
+        { "ckaid = 5", "ckaid is not a blob" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(sql, sizeof(sql), "PRAGMA ignore_check_constraints = 1; UPDATE objects SET %s "
+                 "WHERE id = %lld", cases[i].set, (long long)bad->id);
+        if (!raw_exec(path, sql)) {
+            check(false, "objects damaged: corrupt with %s", cases[i].set);
+            continue;
+        }
+        snprintf(want, sizeof(want), "(row %lld) in %s is damaged: ", (long long)bad->id, path);
+        rc = tk_obj_get(st, bad->id, &got);
+        check(rc_msg(rc, TK_ERR_STORE, want, cases[i].why) && !got,
+              "objects damaged: %s -> TK_ERR_STORE on get", cases[i].set);
+        rc = tk_obj_list(st, tid, &v, &n, NULL);
+        check(rc == TK_ERR_STORE && !v, "objects damaged: %s -> a strict list fails",
+              cases[i].set);
+        rc = tk_obj_list(st, tid, &v, &n, &damaged);
+        check(rc == TK_OK && n == 1 && damaged == 1 && !strcmp(v[0]->label, "good"),
+              "objects damaged: %s -> the other row is still listed", cases[i].set);
+        tk_obj_list_free(v, n);
+        v = NULL;
+        /* Put the row back. */
+        check(tk_obj_delete(st, bad->id) == TK_OK, "objects damaged: a damaged row deletes");
+        bad->id = 0;
+        tk_obj_add(st, bad);
+    }
+    tk_obj_free(good);
+    tk_obj_free(bad);
+    tk_buf_free(&cert);
+    tk_buf_free(&spki);
+    tk_store_close(st);
+    free(path);
+}
+
+/* The schema of release 1 (store/db.c upgrade_v1 at that time), frozen here so that a
+ * store written by that release can be made without that release. */
+static const char v1_schema[] =
+    "CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL,"
+    " created INTEGER NOT NULL);"
+    "CREATE TABLE tokens (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " label TEXT NOT NULL UNIQUE CHECK (length(label) BETWEEN 1 AND 32),"
+    " user_pub BLOB NOT NULL DEFAULT x'', user_priv BLOB NOT NULL DEFAULT x'',"
+    " so_pub BLOB NOT NULL DEFAULT x'', so_priv BLOB NOT NULL DEFAULT x'',"
+    " user_fails INTEGER NOT NULL DEFAULT 0 CHECK (user_fails >= 0),"
+    " so_fails INTEGER NOT NULL DEFAULT 0 CHECK (so_fails >= 0), created INTEGER NOT NULL);"
+    "CREATE TABLE keys (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " token_id INTEGER NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,"
+    " label TEXT NOT NULL CHECK (length(label) >= 1), ckaid BLOB NOT NULL,"
+    " alg INTEGER NOT NULL, pub BLOB NOT NULL, priv BLOB NOT NULL, parent INTEGER NOT NULL,"
+    " auth INTEGER NOT NULL, authsalt BLOB NOT NULL DEFAULT x'',"
+    " policy BLOB NOT NULL DEFAULT x'', cert BLOB NOT NULL DEFAULT x'',"
+    " origin INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL, updated INTEGER NOT NULL,"
+    " UNIQUE (token_id, label));"
+    "CREATE INDEX keys_by_ckaid ON keys (token_id, ckaid);"
+    "INSERT INTO meta VALUES (1, '0123456789abcdef', 1700000000);"
+    "INSERT INTO tokens (label, created) VALUES ('old', 1700000000);"
+    "PRAGMA application_id = 1414548307; PRAGMA user_version = 1;";
+
+static void test_upgrade_v1(void)
+{
+    char *path = path_in("v1.db");
+    tk_store *st = NULL;
+    tk_token *t = NULL;
+    tk_key *k = NULL, *got = NULL;
+    tk_buf cert = { 0 }, spki = { 0 };
+    tk_obj *o = NULL;
+    tk_rc rc;
+
+    if (!raw_exec(path, v1_schema)) {
+        check(false, "upgrade v1: write a v1 store");
+        free(path);
+        return;
+    }
+    /* One key written the way release 1 wrote them (all the columns it knew). */
+    k = new_key(1, "v1-key", TK_ALG_ECC_P256, 8);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    bool ok = sqlite3_open(path, &db) == SQLITE_OK &&
+              sqlite3_prepare_v2(db, "INSERT INTO keys (token_id, label, ckaid, alg, pub, priv,"
+                                 " parent, auth, authsalt, created, updated) VALUES (1, ?1, ?2,"
+                                 " ?3, ?4, ?5, ?6, ?7, ?8, 1700000000, 1700000000)", -1, &s,
+                                 NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(s, 1, k->label, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 2, k->ckaid.data, (int)k->ckaid.len, SQLITE_STATIC);
+        sqlite3_bind_int(s, 3, (int)k->alg);
+        sqlite3_bind_blob(s, 4, k->pub.data, (int)k->pub.len, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 5, k->priv.data, (int)k->priv.len, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 6, k->parent);
+        sqlite3_bind_int(s, 7, (int)k->auth);
+        sqlite3_bind_blob(s, 8, k->authsalt.data, (int)k->authsalt.len, SQLITE_STATIC);
+        ok = sqlite3_step(s) == SQLITE_DONE;
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    check(ok && raw_int(path, "PRAGMA user_version") == 1, "upgrade v1: v1 store with a key");
+    rc = tk_store_open(path, TK_STORE_READONLY, &st);
+    check(rc_msg(rc, TK_ERR_READONLY, "upgrade", NULL) && !st,
+          "upgrade v1: a read-only open of a v1 store asks for an upgrade");
+
+    rc = tk_store_open(path, 0, &st);
+    check(rc == TK_OK && tk_store_schema_version(st) == 2, "upgrade v1: opens and upgrades to 2");
+    if (rc != TK_OK)
+        goto out;
+    check(raw_int(path, "PRAGMA user_version") == 2 &&
+              raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'objects'") == 1,
+          "upgrade v1: the file is at version 2 with the objects table");
+    check(!strcmp(tk_store_id(st), "0123456789abcdef"), "upgrade v1: the store id is kept");
+    rc = tk_token_get(st, "old", &t);
+    check(rc == TK_OK && t->id == 1, "upgrade v1: the token is kept");
+    rc = tk_key_find_label(st, 1, "v1-key", &got);
+    check(rc == TK_OK && buf_eq(&got->pub, &k->pub) && buf_eq(&got->priv, &k->priv) &&
+              buf_eq(&got->ckaid, &k->ckaid),
+          "upgrade v1: the key is kept, blobs intact");
+    make_cert_spki(&cert, &spki);
+    o = new_obj(1, TK_OBJ_CERT, "after", &cert);
+    check(tk_obj_add(st, o) == TK_OK && count_objs(st, 1) == 1,
+          "upgrade v1: objects can be added after the upgrade");
+    tk_store_close(st);
+    st = NULL;
+    rc = tk_store_open(path, 0, &st);
+    check(rc == TK_OK && tk_store_schema_version(st) == 2 && count_objs(st, 1) == 1,
+          "upgrade v1: a second open finds version 2 and the object");
+out:
+    tk_store_close(st);
+    tk_token_free(t);
+    tk_key_free(k);
+    tk_key_free(got);
+    tk_obj_free(o);
+    tk_buf_free(&cert);
+    tk_buf_free(&spki);
     free(path);
 }
 
@@ -1281,7 +1656,7 @@ static void test_disk_full(void)
         unlink(filler);
         free(filler);
         rc = tk_store_open(path, TK_STORE_CREATE, &st);
-        check(rc == TK_OK && tk_store_schema_version(st) == 1,
+        check(rc == TK_OK && tk_store_schema_version(st) == 2,
               "disk full: with space again the next open upgrades");
         tk_store_close(st);
         st = NULL;
@@ -1347,6 +1722,9 @@ int main(void)
     test_changed();
     test_migration();
     test_damaged();
+    test_objects();
+    test_objects_damaged();
+    test_upgrade_v1();
     test_threads();
     test_processes();
     test_concurrent_create();

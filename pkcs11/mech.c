@@ -1371,21 +1371,26 @@ static CK_RV generate_token_pair(p11_session *s, tk_alg alg, bool priv, const ch
             return CKR_HOST_MEMORY;
         label = gen;
     }
-    rc = tk_ks_create_key(p11.ks, s->token_id, label, alg, priv ? TK_AUTH_TOKEN : TK_AUTH_NONE,
-                          NULL, NULL, &k);
-    if (rc != TK_OK) {
-        /* TK_ERR_EXISTS: the label is taken in this token. */
-        rv = rc == TK_ERR_EXISTS ? p11_fail_as(rc, CKR_ATTRIBUTE_VALUE_INVALID, "key generation")
-                                 : p11_fail(rc, CKR_KEY_SIZE_RANGE, "key generation");
-        goto out;
-    }
-    p11.dirty = true;
     /* CKA_ID: the private template's, else the public one's, else derived from the key. */
     const CK_ATTRIBUTE *id = p11_tmpl_find(kt, kn, CKA_ID);
     if (!id)
         id = p11_tmpl_find(pt, pn, CKA_ID);
-    if (id && (rv = p11_key_apply_template(k, id, 1)) != CKR_OK)
+    if (id && !id->pValue && id->ulValueLen) {
+        rv = CKR_ATTRIBUTE_VALUE_INVALID;
         goto out;
+    }
+    tk_keygen_opts o = { .ckaid = { .data = id ? id->pValue : NULL,
+                                    .len = id && id->pValue ? id->ulValueLen : 0 } };
+    rc = tk_ks_create_key_opts(p11.ks, s->token_id, label, alg, &o,
+                               priv ? TK_AUTH_TOKEN : TK_AUTH_NONE, NULL, NULL, &k);
+    if (rc != TK_OK) {
+        /* TK_ERR_EXISTS: the label is taken in this token. */
+        rv = rc == TK_ERR_EXISTS || rc == TK_ERR_INVALID
+                 ? p11_fail_as(rc, CKR_ATTRIBUTE_VALUE_INVALID, "key generation")
+                 : p11_fail(rc, CKR_KEY_SIZE_RANGE, "key generation");
+        goto out;
+    }
+    p11.dirty = true;
     *hpub = ((CK_OBJECT_HANDLE)k->id << 2) | P11_KIND_PUB;
     *hpriv = ((CK_OBJECT_HANDLE)k->id << 2) | P11_KIND_PRIV;
 out:

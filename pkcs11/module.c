@@ -29,7 +29,7 @@ static _Atomic pid_t owner;
 
 /* Keystores left behind in a forked child: the parent still uses their TPM socket and
  * database handle, so the child must neither use nor close them (kept reachable). */
-static tk_ks *orphans[8];
+static tk_ks *volatile orphans[8];   /* volatile: written only, the compiler must keep it */
 static size_t norphans;
 
 /* ------------------------------------------------------------------ errors */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # The whole check, as CI runs it: dependencies, a strict build with `make check` in
-# build/, the same again with ASan+UBSan in build-san/, the logs of whatever failed,
+# build/, the same again with ASan+UBSan in build-san/, short fuzzer runs (build-fuzz/),
+# ThreadSanitizer (build-tsan/), valgrind on a subset, distcheck, the logs of whatever failed,
 # and one closing line "N passed, N failed[, N skipped]" over both runs.
 # Exits non-zero when anything failed (a build step counts as one failure).
 set -uo pipefail
@@ -105,6 +106,23 @@ if [ -x "$top/configure" ]; then
     fi
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
     build_and_check build-san --enable-sanitizers --enable-strict
+
+    # Fuzzers: a short run of each over a copy of the committed corpus (long run:
+    # FUZZ_SECONDS=600 FUZZ_JOBS=2 scripts/fuzz.sh).
+    step "fuzzers (${FUZZ_SECONDS:-15} s each)"
+    FUZZ_SECONDS=${FUZZ_SECONDS:-15} FUZZ_JOBS=2 bash "$top/scripts/fuzz.sh" "$top/build-fuzz" ||
+        stage_failed "scripts/fuzz.sh (see build-fuzz/fuzz-logs/, build-fuzz/fuzz-crashes/)"
+
+    # ThreadSanitizer: 8 threads on one PKCS#11 module and on one provider (own build).
+    step "ThreadSanitizer (scripts/tsan.sh)"
+    (unset ASAN_OPTIONS UBSAN_OPTIONS; bash "$top/scripts/tsan.sh" "$top/build-tsan") ||
+        stage_failed "scripts/tsan.sh (see build-tsan/)"
+
+    # valgrind memcheck of a short subset of the integration tests (plain build; the
+    # whole list: scripts/valgrind.sh build).
+    step "valgrind memcheck (scripts/valgrind.sh --quick)"
+    (unset ASAN_OPTIONS UBSAN_OPTIONS; bash "$top/scripts/valgrind.sh" --quick "$top/build") ||
+        stage_failed "scripts/valgrind.sh (see build/valgrind-logs/)"
 
     # The release tarball: builds, installs, uninstalls cleanly and passes a short
     # subset of the suite from a read-only source tree (the full suite ran above).

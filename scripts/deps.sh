@@ -13,7 +13,7 @@ packages=(
     libcmocka-dev swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus
     tpm2-openssl opensc gnutls-bin openssh-server openssh-client nginx-light curl sqlite3
     # benchmarks and the sanitizer build
-    gnuplot-nox clang libclang-rt-14-dev python3
+    gnuplot-nox clang libclang-rt-14-dev python3 valgrind libtpm2-pkcs11-tools
 )
 
 installed() {

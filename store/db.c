@@ -59,6 +59,8 @@ struct tk_store {
     int64_t data_version;
     int last_src;             /* sqlite code of the last failure (open falls back on it) */
     int last_errno;           /* and the system errno sqlite saw then */
+    sqlite3_stmt *key_get;    /* tk_key_get's statement, kept for the connection: the
+                                 PKCS#11 module reads a key on every C_SignInit */
 };
 
 /* ------------------------------------------------------------------ small helpers */
@@ -519,6 +521,8 @@ static char *immutable_uri(const char *path)
 
 static void conn_close(tk_store *st)
 {
+    sqlite3_finalize(st->key_get);
+    st->key_get = NULL;
     if (st->db)
         sqlite3_close_v2(st->db);
     st->db = NULL;
@@ -607,8 +611,21 @@ static bool failed_for_writing(const tk_store *st)
 
     if (prim == SQLITE_READONLY)
         return true;
+    /* A full disk: the -shm file cannot grow, so not even a reader gets in read-write. */
     return (prim == SQLITE_CANTOPEN || prim == SQLITE_PERM || prim == SQLITE_IOERR) &&
-           (e == EROFS || e == EACCES || e == EPERM);
+           (e == EROFS || e == EACCES || e == EPERM || e == ENOSPC || e == EDQUOT);
+}
+
+/* No committed change waits in the -wal file (absent or empty): reading the main file
+ * alone (immutable) then sees the whole store. */
+static bool wal_empty(const char *path)
+{
+    char wal[PATH_MAX];
+    struct stat sb;
+
+    if (snprintf(wal, sizeof(wal), "%s-wal", path) >= (int)sizeof(wal))
+        return false;
+    return stat(wal, &sb) != 0 ? errno == ENOENT : sb.st_size == 0;
 }
 
 static tk_rc conn_open(tk_store *st)
@@ -626,10 +643,14 @@ static tk_rc conn_open(tk_store *st)
         st->readonly = st->ro_auto = true;
     }
     rc = conn_open_mode(st, OPEN_RO);
-    /* A WAL store on a read-only file system without its -shm file: the
-     * only way to read it is to promise sqlite that nobody changes it. */
+    /* A WAL store on a read-only file system without its -shm file, or on a full one
+     * where the -shm cannot grow: the only way to read it is to promise sqlite that
+     * nobody changes it (on a full disk only when the -wal holds nothing). */
     if (rc != TK_OK && ((st->last_src & 0xff) == SQLITE_CANTOPEN ||
-                        (st->last_src & 0xff) == SQLITE_READONLY)) {
+                        (st->last_src & 0xff) == SQLITE_READONLY ||
+                        ((st->last_src & 0xff) == SQLITE_IOERR &&
+                         (st->last_errno == ENOSPC || st->last_errno == EDQUOT) &&
+                         wal_empty(st->path)))) {
         tk_debug("read-only open of %s failed (%s): trying immutable", st->path, tk_errmsg());
         rc = conn_open_mode(st, OPEN_IMMUTABLE);
     }
@@ -1688,15 +1709,20 @@ tk_rc tk_key_get(tk_store *st, int64_t id, tk_key **out)
         return tk_fail(TK_ERR_INVALID, "tk_key_get: missing argument");
     if ((rc = enter(st)) != TK_OK)
         return rc;
-    rc = prep(st, "SELECT " KEY_COLS " FROM keys WHERE id = ?1", &s, "reading a key");
+    if (!st->key_get)
+        rc = prep(st, "SELECT " KEY_COLS " FROM keys WHERE id = ?1", &st->key_get,
+                  "reading a key");
     if (rc == TK_OK) {
+        s = st->key_get;
         sqlite3_bind_int64(s, 1, id);
         rc = key_get_one(st, s, out, "reading a key");
         if (rc == TK_ERR_NOT_FOUND)
             tk_fail(rc, "there is no key #%lld in the store %s (was it deleted?)",
                     (long long)id, st->path);
+        /* Reset at once: a statement left mid-way would hold a read transaction. */
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
     }
-    sqlite3_finalize(s);
     leave(st);
     return rc;
 }

@@ -589,6 +589,9 @@ tk_rc tk_ks_create_key_opts(tk_ks *ks, int64_t token_id, const char *label, tk_a
         return rc;
     if ((rc = key_new(token_id, label, auth, TK_ORIGIN_GENERATED, &k)) != TK_OK)
         return rc;
+    if (opts && opts->ckaid.len && (rc = tk_buf_set(&k->ckaid, opts->ckaid.data,
+                                                     opts->ckaid.len)) != TK_OK)
+        goto out;
     if ((rc = new_key_auth(ks, k, &a)) != TK_OK)
         goto out;
     if ((rc = tk_tpm_create_key_opts(ks->tpm, alg, opts, &a, progress, arg, &k->pub,

@@ -18,19 +18,25 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
+#include <tss2/tss2_sys.h>
 #include <tss2/tss2_tctildr.h>
 
+#include "internal_crypto.h"
 #include "tpmkeys.h"
 
 #define CACHE_MAX 8
@@ -64,7 +70,21 @@ struct tk_tpm {
     size_t npersist;
     uint64_t clock;
     signed char supported[TK_ALG_ECC_P521 + 1]; /* 0 unknown, 1 yes, -1 no */
+    struct {                    /* our own salted HMAC session for keys with auth */
+        TPMI_SH_AUTH_SESSION handle;    /* 0 = none */
+        TPM2B_NONCE nonce_tpm;
+        uint8_t key[32];                /* session key */
+        bool off;                       /* SRK not on P-256: ESYS sessions instead */
+    } raw;
+    struct tk_tpm *live_next;   /* the list flushed at exit */
 };
+
+/* Every tk_tpm of the process, so that what they hold in the TPM is flushed when the
+ * process exits without freeing them (an application that never calls C_Finalize or
+ * OSSL_PROVIDER_unload): without a resource manager those objects would stay in the
+ * TPM and take the slots of every later process. */
+static tk_tpm *live;
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Connections abandoned in a forked child: the parent still uses the socket, so the
  * child must neither send on it nor close it; kept reachable on purpose. */
@@ -74,6 +94,12 @@ static struct orphan {
     struct orphan *next;
 } *orphans;
 static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* tpm2-abrmd's TCTI talks through GLib's shared D-Bus connection and worker thread,
+ * which do not survive fork(): in a child of a process that ever opened that TCTI
+ * (even if it closed it again), a new one waits out D-Bus's 25 s time-out and fails,
+ * on every call.  The process that first tried one; its children fail at once. */
+static _Atomic pid_t tabrmd_pid;
 
 static const TPMT_SYM_DEF session_sym = {
     .algorithm = TPM2_ALG_AES, .keyBits = { .aes = 128 }, .mode = { .aes = TPM2_ALG_CFB },
@@ -115,6 +141,7 @@ static bool is_link_error(TSS2_RC r)
 }
 
 static void disconnect(tk_tpm *t, bool polite);
+static void raw_drop(tk_tpm *t, bool polite);
 
 /* One table from TSS2 codes to tk_rc, always carrying the tss2-rc text. */
 static tk_rc tpm_fail(tk_tpm *t, TSS2_RC r, const char *what)
@@ -197,6 +224,10 @@ tk_rc tk_tpm_new(const char *tcti, tk_tpm **out)
     pthread_mutex_init(&t->lock, NULL);
     t->srk = ESYS_TR_NONE;
     t->session = ESYS_TR_NONE;
+    pthread_mutex_lock(&live_lock);
+    t->live_next = live;
+    live = t;
+    pthread_mutex_unlock(&live_lock);
     *out = t;
     return TK_OK;
 }
@@ -245,6 +276,7 @@ static void disconnect(tk_tpm *t, bool polite)
             if (t->session != ESYS_TR_NONE)
                 Esys_FlushContext(t->esys, t->session);
         }
+        raw_drop(t, polite);
         Esys_Finalize(&t->esys);
         Tss2_TctiLdr_Finalize(&t->tcti);
     }
@@ -254,12 +286,42 @@ static void disconnect(tk_tpm *t, bool polite)
     t->srk = ESYS_TR_NONE;
     t->have_srk_pub = false;
     t->session = ESYS_TR_NONE;
+    raw_drop(t, false);
+}
+
+/* At exit (or when the module holding this code is unloaded): flush the loaded keys and
+ * the session of every connection this process opened and still holds.  Plain
+ * FlushContext commands: no session, no crypto (OpenSSL may be cleaned up already).
+ * A connection busy in another thread is left alone. */
+__attribute__((destructor)) static void flush_at_exit(void)
+{
+    pthread_mutex_lock(&live_lock);
+    for (tk_tpm *t = live; t; t = t->live_next) {
+        if (pthread_mutex_trylock(&t->lock) != 0)
+            continue;
+        if (t->esys && t->pid == getpid()) {
+            cache_drop_all(t, true);
+            if (t->session != ESYS_TR_NONE)
+                Esys_FlushContext(t->esys, t->session);
+            t->session = ESYS_TR_NONE;
+            raw_drop(t, true);
+        }
+        pthread_mutex_unlock(&t->lock);
+    }
+    pthread_mutex_unlock(&live_lock);
 }
 
 void tk_tpm_free(tk_tpm *t)
 {
     if (!t)
         return;
+    pthread_mutex_lock(&live_lock);
+    for (tk_tpm **p = &live; *p; p = &(*p)->live_next)
+        if (*p == t) {
+            *p = t->live_next;
+            break;
+        }
+    pthread_mutex_unlock(&live_lock);
     disconnect(t, true);
     pthread_mutex_destroy(&t->lock);
     free(t->tcti_conf);
@@ -290,6 +352,15 @@ static tk_rc connect_tpm(tk_tpm *t)
     }
     if (t->esys)
         return TK_OK;
+    if (t->tcti_conf && strstr(t->tcti_conf, "tabrmd")) {
+        pid_t first = 0;
+        if (!atomic_compare_exchange_strong(&tabrmd_pid, &first, getpid()) && first != getpid())
+            return tk_fail(TK_ERR_NO_TPM,
+                           "cannot reach tpm2-abrmd from a process forked after its parent "
+                           "used it (GLib's D-Bus connection does not survive fork()): use the "
+                           "TPM only after forking, or the kernel's resource manager "
+                           "(TPMKEYS_TCTI=device:/dev/tpmrm0)");
+    }
     /* tss2 logs to stderr by default; stay silent unless TPMKEYS_LOG asks for debug. */
     setenv("TSS2_LOG", tk_log_level() >= TK_LOG_DEBUG ? "all+WARNING" : "all+NONE", 0);
     r = Tss2_TctiLdr_Initialize(t->tcti_conf, &t->tcti);
@@ -1091,6 +1162,249 @@ static tk_rc key_end(tk_tpm *t, ESYS_TR h, ESYS_TR sess, TSS2_RC r, const char *
     return tpm_fail(t, r, what);
 }
 
+/* ------------------------------------------------------------------ our own HMAC session
+ *
+ * Keys with an auth value (PIN keys) sign through an HMAC session that this file runs
+ * itself on ESYS's SAPI context, instead of through ESYS's session code: tss2-esys 3.2
+ * builds a fresh OpenSSL library context for every hash and HMAC it computes (about a
+ * dozen per command), which on OpenSSL 3.0 costs more CPU than the TPM takes to sign.
+ * The protection is the same as ESYS's salted session: the session is salted to the
+ * SRK (ECDH on its curve + KDFe "SECRET", TPM 2.0 Part 1, C.6.1), so the session key
+ * is known only to us and the TPM; the auth value never crosses the bus, only HMACs
+ * keyed with sessionKey || authValue, and every response HMAC is checked.  Nothing
+ * secret is sent by TPM2_Sign, so no parameter encryption is needed. */
+
+#define AUTH_DIGEST 32 /* SHA-256 session */
+
+static tk_rc raw_sha256(const uint8_t *const parts[], const size_t lens[], size_t n,
+                        uint8_t out[AUTH_DIGEST])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+
+    for (size_t i = 0; ok && i < n; i++)
+        ok = EVP_DigestUpdate(md, parts[i], lens[i]);
+    ok = ok && EVP_DigestFinal_ex(md, out, NULL);
+    EVP_MD_CTX_free(md);
+    return ok ? TK_OK : tk_fail_ossl(TK_ERR_NOMEM, "hashing a session command");
+}
+
+/* HMAC-SHA256 keyed with sessionKey || authValue (trailing zero bytes of the auth value
+ * removed, as the TPM does) over a || nonce_newer || nonce_older || attrs. */
+static tk_rc raw_hmac(const tk_tpm *t, const tk_secret *auth, const uint8_t phash[AUTH_DIGEST],
+                      const TPM2B_NONCE *newer, const TPM2B_NONCE *older, uint8_t attrs,
+                      uint8_t out[AUTH_DIGEST])
+{
+    uint8_t key[AUTH_DIGEST + TK_SECRET_MAX], msg[AUTH_DIGEST + 2 * sizeof(newer->buffer) + 1];
+    size_t klen = AUTH_DIGEST, alen = auth ? auth->len : 0, mlen = 0;
+    unsigned int n = 0;
+    tk_rc rc = TK_OK;
+
+    while (alen && !auth->data[alen - 1])
+        alen--;
+    memcpy(key, t->raw.key, AUTH_DIGEST);
+    if (alen)
+        memcpy(key + klen, auth->data, alen);
+    klen += alen;
+    memcpy(msg, phash, AUTH_DIGEST);
+    mlen = AUTH_DIGEST;
+    memcpy(msg + mlen, newer->buffer, newer->size);
+    mlen += newer->size;
+    memcpy(msg + mlen, older->buffer, older->size);
+    mlen += older->size;
+    msg[mlen++] = attrs;
+    if (!HMAC(EVP_sha256(), key, (int)klen, msg, mlen, out, &n) || n != AUTH_DIGEST)
+        rc = tk_fail_ossl(TK_ERR_NOMEM, "computing a session HMAC");
+    OPENSSL_cleanse(key, sizeof(key));
+    return rc;
+}
+
+/* Forget our session; flush it from the TPM when polite (our process, link up). */
+static void raw_drop(tk_tpm *t, bool polite)
+{
+    TSS2_SYS_CONTEXT *sys = NULL;
+
+    if (polite && t->raw.handle && t->esys &&
+        Esys_GetSysContext(t->esys, &sys) == TSS2_RC_SUCCESS)
+        Tss2_Sys_FlushContext(sys, t->raw.handle);
+    t->raw.handle = 0;
+    OPENSSL_cleanse(t->raw.key, sizeof(t->raw.key));
+}
+
+/* The salt for a session salted to an ECC SRK: an ephemeral key Qe on its curve,
+ * Z = (de * Qs).x, salt = KDFe(SHA-256, Z, "SECRET", Qe.x, Qs.x, 256). */
+static tk_rc raw_salt(tk_tpm *t, uint8_t salt[AUTH_DIGEST], TPM2B_ENCRYPTED_SECRET *enc)
+{
+    const TPMS_ECC_POINT *qs = &t->srk_pub.publicArea.unique.ecc;
+    EVP_PKEY *eph = NULL, *srk = NULL;
+    EVP_PKEY_CTX *dctx = NULL;
+    TPMS_ECC_POINT qe = { .x.size = 0 };
+    uint8_t z[66], pt[1 + 2 * 66];
+    size_t zlen = sizeof(z), ptlen = 0, c;
+    tk_rc rc = TK_OK;
+
+    if (t->srk_pub.publicArea.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256)
+        return tk_fail(TK_ERR_UNSUPPORTED, "session salt: SRK not on P-256");
+    c = 32;
+    if ((rc = tk_public_to_pkey(&t->srk_pub, &srk)) != TK_OK)
+        return rc;
+    if (!(eph = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) ||
+        !EVP_PKEY_get_octet_string_param(eph, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &ptlen) ||
+        ptlen != 1 + 2 * c || !(dctx = EVP_PKEY_CTX_new(eph, NULL)) ||
+        EVP_PKEY_derive_init(dctx) <= 0 || EVP_PKEY_derive_set_peer(dctx, srk) <= 0 ||
+        EVP_PKEY_derive(dctx, z, &zlen) <= 0 || zlen != c) {
+        rc = tk_fail_ossl(TK_ERR_NOMEM, "salting a session to the SRK");
+        goto out;
+    }
+    qe.x.size = qe.y.size = (UINT16)c;
+    memcpy(qe.x.buffer, pt + 1, c);
+    memcpy(qe.y.buffer, pt + 1 + c, c);
+    if ((rc = tk_kdfe(TPM2_ALG_SHA256, z, zlen, "SECRET", qe.x.buffer, c, qs->x.buffer,
+                      qs->x.size, 8 * AUTH_DIGEST, salt)) != TK_OK)
+        goto out;
+    size_t off = 0;
+    if (Tss2_MU_TPMS_ECC_POINT_Marshal(&qe, enc->secret, sizeof(enc->secret), &off) !=
+        TSS2_RC_SUCCESS) {
+        rc = tk_fail(TK_ERR_INVALID, "marshalling the session salt");
+        goto out;
+    }
+    enc->size = (UINT16)off;
+out:
+    OPENSSL_cleanse(z, sizeof(z));
+    EVP_PKEY_CTX_free(dctx);
+    EVP_PKEY_free(eph);
+    EVP_PKEY_free(srk);
+    return rc;
+}
+
+/* Start the salted HMAC session (once per connection). *r: the TPM's answer. */
+static tk_rc raw_start(tk_tpm *t, TSS2_SYS_CONTEXT *sys, TSS2_RC *r)
+{
+    TPM2B_NONCE caller = { .size = AUTH_DIGEST };
+    TPM2B_ENCRYPTED_SECRET enc = { .size = 0 };
+    TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_NULL };
+    uint8_t salt[AUTH_DIGEST];
+    tk_rc rc;
+
+    *r = TSS2_RC_SUCCESS;
+    if ((rc = srk_public(t)) != TK_OK || (rc = raw_salt(t, salt, &enc)) != TK_OK)
+        return rc;
+    if (RAND_bytes(caller.buffer, caller.size) != 1) {
+        rc = tk_fail_ossl(TK_ERR_NOMEM, "a session nonce");
+        goto out;
+    }
+    for (int i = 0;; i++) {
+        *r = Tss2_Sys_StartAuthSession(sys, TK_SRK_HANDLE, TPM2_RH_NULL, NULL, &caller, &enc,
+                                       TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, &t->raw.handle,
+                                       &t->raw.nonce_tpm, NULL);
+        if (!should_retry(*r, i))
+            break;
+    }
+    if (*r != TSS2_RC_SUCCESS) {
+        t->raw.handle = 0;
+        rc = TK_ERR_TPM;
+        goto out;
+    }
+    /* sessionKey = KDFa(SHA-256, salt, "ATH", nonceTPM, nonceCaller, 256) (unbound) */
+    rc = tk_kdfa(TPM2_ALG_SHA256, salt, sizeof(salt), "ATH", t->raw.nonce_tpm.buffer,
+                 t->raw.nonce_tpm.size, caller.buffer, caller.size, 8 * AUTH_DIGEST, t->raw.key);
+    if (rc != TK_OK)
+        raw_drop(t, true);
+out:
+    OPENSSL_cleanse(salt, sizeof(salt));
+    return rc;
+}
+
+/* TPM2_Sign authorized through our session.  TK_ERR_TPM with *r set: the TPM (or the
+ * link) failed, the caller maps *r; other codes: local failures (message set). */
+static tk_rc raw_sign(tk_tpm *t, ESYS_TR key, const TPM2B_PUBLIC *pub, const tk_secret *auth,
+                      const TPM2B_DIGEST *d,
+                      const TPMT_SIG_SCHEME *ss, const TPMT_TK_HASHCHECK *check,
+                      TPMT_SIGNATURE *sig, TSS2_RC *r)
+{
+    static const uint8_t cc[4] = { 0, 0, (TPM2_CC_Sign >> 8) & 0xff, TPM2_CC_Sign & 0xff };
+    static const uint8_t ok_rc[4] = { 0, 0, 0, 0 };
+    const uint8_t attrs = TPMA_SESSION_CONTINUESESSION;
+    TSS2_SYS_CONTEXT *sys = NULL;
+    TSS2L_SYS_AUTH_COMMAND ca = { .count = 1 };
+    TSS2L_SYS_AUTH_RESPONSE ra = { .count = 0 };
+    TPM2B_NAME name;
+    TPM2_HANDLE th = 0;
+    const uint8_t *buf;
+    size_t blen;
+    uint8_t ph[AUTH_DIGEST], want[AUTH_DIGEST];
+    tk_rc rc = TK_OK;
+
+    *r = TSS2_RC_SUCCESS;
+    /* The key's name from its public area (Esys_TR_GetName would hash it through a
+     * fresh OpenSSL library context on every call). */
+    if ((rc = tk_public_name(pub, &name)) != TK_OK)
+        return rc;
+    if ((*r = Esys_GetSysContext(t->esys, &sys)) != TSS2_RC_SUCCESS ||
+        (*r = Esys_TR_GetTpmHandle(t->esys, key, &th)) != TSS2_RC_SUCCESS)
+        return TK_ERR_TPM;
+    if (!t->raw.handle && (rc = raw_start(t, sys, r)) != TK_OK)
+        goto out;
+    for (int i = 0;; i++) {
+        TPMS_AUTH_COMMAND *a = &ca.auths[0];
+        a->sessionHandle = t->raw.handle;
+        a->nonce.size = AUTH_DIGEST;
+        a->sessionAttributes = attrs;
+        a->hmac.size = AUTH_DIGEST;
+        if ((*r = Tss2_Sys_Sign_Prepare(sys, th, d, ss, check)) != TSS2_RC_SUCCESS ||
+            (*r = Tss2_Sys_GetCpBuffer(sys, &blen, &buf)) != TSS2_RC_SUCCESS) {
+            rc = TK_ERR_TPM;
+            goto out;
+        }
+        if (RAND_bytes(a->nonce.buffer, a->nonce.size) != 1) {
+            rc = tk_fail_ossl(TK_ERR_NOMEM, "a session nonce");
+            goto out;
+        }
+        const uint8_t *cp[] = { cc, name.name, buf };
+        const size_t cl[] = { sizeof(cc), name.size, blen };
+        if ((rc = raw_sha256(cp, cl, 3, ph)) != TK_OK ||
+            (rc = raw_hmac(t, auth, ph, &a->nonce, &t->raw.nonce_tpm, attrs, a->hmac.buffer)))
+            goto out;
+        if ((*r = Tss2_Sys_SetCmdAuths(sys, &ca)) != TSS2_RC_SUCCESS) {
+            rc = TK_ERR_TPM;
+            goto out;
+        }
+        *r = Tss2_Sys_Execute(sys);
+        if (!should_retry(*r, i))
+            break;
+    }
+    if (*r != TSS2_RC_SUCCESS) {
+        rc = TK_ERR_TPM;
+        goto out;
+    }
+    /* The response must carry our session's HMAC over rpHash: the TPM knows the key. */
+    if ((*r = Tss2_Sys_GetRspAuths(sys, &ra)) != TSS2_RC_SUCCESS ||
+        (*r = Tss2_Sys_GetRpBuffer(sys, &blen, &buf)) != TSS2_RC_SUCCESS) {
+        rc = TK_ERR_TPM;
+        goto out;
+    }
+    const uint8_t *rp[] = { ok_rc, cc, buf };
+    const size_t rl[] = { sizeof(ok_rc), sizeof(cc), blen };
+    if ((rc = raw_sha256(rp, rl, 3, ph)) != TK_OK ||
+        (rc = raw_hmac(t, auth, ph, &ra.auths[0].nonce, &ca.auths[0].nonce,
+                       ra.auths[0].sessionAttributes, want)) != TK_OK)
+        goto out;
+    if (ra.count != 1 || ra.auths[0].hmac.size != AUTH_DIGEST ||
+        CRYPTO_memcmp(want, ra.auths[0].hmac.buffer, AUTH_DIGEST)) {
+        rc = tk_fail(TK_ERR_TPM, "signing in the TPM: the response does not carry the "
+                     "session's HMAC (tampered with, or not from this TPM)");
+        goto out;
+    }
+    t->raw.nonce_tpm = ra.auths[0].nonce;
+    if ((*r = Tss2_Sys_Sign_Complete(sys, sig)) != TSS2_RC_SUCCESS)
+        rc = TK_ERR_TPM;
+out:
+    if (rc != TK_OK)
+        raw_drop(t, !is_link_error(*r));   /* out of step: start afresh next time */
+    OPENSSL_cleanse(&ca, sizeof(ca));
+    return rc;
+}
+
 static size_t digest_len(TPM2_ALG_ID hash)
 {
     switch (hash) {
@@ -1136,6 +1450,25 @@ tk_rc tk_tpm_sign(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_sec
     memcpy(d.buffer, digest, dlen);
 
     pthread_mutex_lock(&t->lock);
+    if (auth && auth->len && !t->raw.off) {
+        /* A key with auth: through our own salted HMAC session (see raw_sign). */
+        TPMT_SIGNATURE rs;
+        if ((rc = key_handle(t, pub, priv, &h)) != TK_OK)
+            goto out;
+        rc = raw_sign(t, h, &p, auth, &d, &ss, &check, &rs, &r);
+        if (rc == TK_ERR_UNSUPPORTED) {
+            t->raw.off = true;   /* an SRK we cannot salt to: ESYS's sessions below */
+            tk_clear_error();
+        } else {
+            if (rc == TK_ERR_TPM && r != TSS2_RC_SUCCESS) {
+                key_failed(t, h, r);
+                rc = tpm_fail(t, r, "signing in the TPM");
+            }
+            if (rc == TK_OK)
+                rc = tk_sig_to_bytes(&rs, coord, true, sig);
+            goto out;
+        }
+    }
     if ((rc = key_begin(t, pub, priv, auth, 0, &h, &sess)) != TK_OK)
         goto out;
     for (int i = 0;; i++) {

@@ -309,6 +309,8 @@ typedef struct {
     /* Non-zero (TPM2_ALG_SHA256...): an RSA key that signs only RSASSA-PSS with this
      * hash (TPM scheme RSAPSS, no decrypt): OpenSSL's RSA-PSS key type. */
     TPM2_ALG_ID rsa_pss_hash;
+    /* Non-empty: the key's CKA_ID (tk_ks_create_key_opts); else derived from the key. */
+    tk_buf ckaid;
 } tk_keygen_opts;
 tk_rc tk_template_for_opts(tk_alg alg, const tk_keygen_opts *opts, TPM2B_PUBLIC *tmpl);
 /* The hash of a key restricted to RSASSA-PSS (its TPM scheme), or 0. */

@@ -251,8 +251,10 @@ static tk_rc create_generate(struct tool *t, const tk_token *tok, const struct c
     bool show = tk_alg_type(alg) == TK_KEY_RSA && isatty(STDERR_FILENO) == 1;
     tk_rc rc;
 
-    rc = tk_ks_create_key(t->ks, tok->id, a->label, alg, auth, show ? progress_begin : NULL,
-                          show ? &p : NULL, out);
+    /* The id goes in with the key: one change of the store. */
+    tk_keygen_opts o = { .ckaid = a->id };
+    rc = tk_ks_create_key_opts(t->ks, tok->id, a->label, alg, &o, auth,
+                               show ? progress_begin : NULL, show ? &p : NULL, out);
     progress_end(&p);
     return rc;
 }
@@ -302,7 +304,7 @@ static int create_run(struct tool *t, struct create_args *a)
         rc = create_generate(t, tok, a, auth, &k);
     if (rc != TK_OK)
         goto fail;
-    if (a->id.len) {
+    if (a->id.len && a->import) {
         tk_buf_free(&k->ckaid);
         if ((rc = tk_buf_set(&k->ckaid, a->id.data, a->id.len)) != TK_OK ||
             (rc = tk_key_update(tk_ks_store(t->ks), k)) != TK_OK) {

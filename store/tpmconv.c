@@ -15,6 +15,7 @@
 #include <openssl/obj_mac.h>
 #include <openssl/objects.h>
 #include <openssl/params.h>
+#include <openssl/x509.h>
 #include <openssl/param_build.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
@@ -280,6 +281,103 @@ tk_rc tk_public_to_pkey(const TPM2B_PUBLIC *pub, EVP_PKEY **out)
         return tk_fail(TK_ERR_UNSUPPORTED, "TPM object type 0x%04x is not an RSA or ECC key",
                        pub->publicArea.type);
     }
+}
+
+/* ------------------------------------------------------------------ public parts, directly */
+
+tk_rc tk_public_ec_point(const TPM2B_PUBLIC *pub, uint8_t *out, size_t outsize, size_t *len)
+{
+    const TPMT_PUBLIC *p = &pub->publicArea;
+    size_t cb = tk_curve_bytes(p->parameters.eccDetail.curveID);
+    const TPMS_ECC_POINT *q = &p->unique.ecc;
+
+    if (p->type != TPM2_ALG_ECC || !cb)
+        return tk_fail(TK_ERR_UNSUPPORTED, "not an ECC key on NIST P-256, P-384 or P-521");
+    if (!q->x.size || !q->y.size || q->x.size > cb || q->y.size > cb)
+        return tk_fail(TK_ERR_INVALID, "ECC public area has no valid public point");
+    if (outsize < 1 + 2 * cb)
+        return tk_fail(TK_ERR_INVALID, "tk_public_ec_point: buffer too small");
+    memset(out, 0, 1 + 2 * cb);
+    out[0] = 0x04;
+    memcpy(out + 1 + cb - q->x.size, q->x.buffer, q->x.size);
+    memcpy(out + 1 + 2 * cb - q->y.size, q->y.buffer, q->y.size);
+    *len = 1 + 2 * cb;
+    return TK_OK;
+}
+
+/* RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } (RFC 8017 A.1.1). */
+static tk_rc rsa_public_der(const TPMT_PUBLIC *p, unsigned char **der, int *len)
+{
+    uint32_t e = p->parameters.rsaDetail.exponent ? p->parameters.rsaDetail.exponent : 65537;
+    BIGNUM *n = BN_bin2bn(p->unique.rsa.buffer, p->unique.rsa.size, NULL);
+    BIGNUM *eb = BN_new();
+    STACK_OF(ASN1_TYPE) *seq = sk_ASN1_TYPE_new_null();
+    tk_rc rc = TK_OK;
+
+    *der = NULL;
+    for (int i = 0; i < 2 && rc == TK_OK; i++) {
+        ASN1_TYPE *t = ASN1_TYPE_new();
+        ASN1_INTEGER *v = NULL;
+        if (!n || !eb || !seq || !t || (i == 1 && !BN_set_word(eb, e)) ||
+            !(v = BN_to_ASN1_INTEGER(i ? eb : n, NULL))) {
+            ASN1_TYPE_free(t);
+            rc = tk_fail_ossl(TK_ERR_NOMEM, "encoding an RSA public key");
+            break;
+        }
+        ASN1_TYPE_set(t, V_ASN1_INTEGER, v);
+        if (!sk_ASN1_TYPE_push(seq, t)) {
+            ASN1_TYPE_free(t);
+            rc = tk_fail_ossl(TK_ERR_NOMEM, "encoding an RSA public key");
+        }
+    }
+    if (rc == TK_OK && (*len = i2d_ASN1_SEQUENCE_ANY(seq, der)) <= 0)
+        rc = tk_fail_ossl(TK_ERR_NOMEM, "encoding an RSA public key");
+    sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+    BN_free(n);
+    BN_free(eb);
+    return rc;
+}
+
+tk_rc tk_public_spki(const TPM2B_PUBLIC *pub, tk_buf *out)
+{
+    const TPMT_PUBLIC *p = &pub->publicArea;
+    X509_PUBKEY *xpk = X509_PUBKEY_new();
+    unsigned char *key = NULL, *der = NULL;
+    uint8_t pt[1 + 2 * TPM2_MAX_ECC_KEY_BYTES];
+    size_t ptlen = 0;
+    int keylen = 0, len;
+    tk_rc rc = xpk ? TK_OK : tk_fail(TK_ERR_NOMEM, "out of memory");
+
+    if (rc == TK_OK && p->type == TPM2_ALG_RSA) {
+        if (!p->unique.rsa.size)
+            rc = tk_fail(TK_ERR_INVALID, "RSA public area has no modulus");
+        else if ((rc = rsa_public_der(p, &key, &keylen)) == TK_OK &&
+                 !X509_PUBKEY_set0_param(xpk, OBJ_nid2obj(NID_rsaEncryption), V_ASN1_NULL,
+                                         NULL, key, keylen))
+            rc = tk_fail_ossl(TK_ERR_NOMEM, "encoding an RSA public key");
+        else
+            key = NULL;  /* xpk owns it */
+    } else if (rc == TK_OK) {
+        const char *group = tk_curve_group(p->parameters.eccDetail.curveID);
+        int nid = !group ? NID_undef : !strcmp(group, "P-256") ? NID_X9_62_prime256v1
+                  : !strcmp(group, "P-384") ? NID_secp384r1 : NID_secp521r1;
+        if ((rc = tk_public_ec_point(pub, pt, sizeof(pt), &ptlen)) == TK_OK &&
+            !(key = OPENSSL_memdup(pt, ptlen)))
+            rc = tk_fail(TK_ERR_NOMEM, "out of memory");
+        if (rc == TK_OK &&
+            !X509_PUBKEY_set0_param(xpk, OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT,
+                                    OBJ_nid2obj(nid), key, (int)ptlen))
+            rc = tk_fail_ossl(TK_ERR_NOMEM, "encoding an EC public key");
+        else if (rc == TK_OK)
+            key = NULL;
+    }
+    if (rc == TK_OK && ((len = i2d_X509_PUBKEY(xpk, &der)) <= 0 ||
+                        tk_buf_set(out, der, (size_t)len) != TK_OK))
+        rc = tk_fail_ossl(TK_ERR_NOMEM, "encoding a SubjectPublicKeyInfo");
+    OPENSSL_free(der);
+    OPENSSL_free(key);
+    X509_PUBKEY_free(xpk);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ names */

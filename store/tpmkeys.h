@@ -293,6 +293,12 @@ tk_rc tk_tss2key_encode(const tk_tss2key *k, bool pem, tk_buf *out);
 /* Public key of a TPM2B_PUBLIC as a software EVP_PKEY (RSA or EC). */
 tk_rc tk_public_to_pkey(const TPM2B_PUBLIC *pub, EVP_PKEY **out);
 tk_rc tk_public_unmarshal(const tk_buf *b, TPM2B_PUBLIC *pub);
+/* SubjectPublicKeyInfo DER of an RSA or ECC public area, encoded directly (no EVP_PKEY:
+ * the PKCS#11 module builds one for every key of the store). The same bytes as
+ * i2d_PUBKEY of tk_public_to_pkey's key; the EC point is not checked to be on the curve. */
+tk_rc tk_public_spki(const TPM2B_PUBLIC *pub, tk_buf *der);
+/* The uncompressed point (04 || x || y, coordinates padded) of an ECC public area. */
+tk_rc tk_public_ec_point(const TPM2B_PUBLIC *pub, uint8_t *out, size_t outsize, size_t *len);
 tk_rc tk_private_unmarshal(const tk_buf *b, TPM2B_PRIVATE *priv);
 tk_rc tk_public_marshal(const TPM2B_PUBLIC *pub, tk_buf *out);
 tk_rc tk_private_marshal(const TPM2B_PRIVATE *priv, tk_buf *out);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "tool.h"
 
@@ -443,6 +444,9 @@ int main(int argc, char **argv)
     const struct command *c;
     int rc;
 
+    /* PINs and passphrases pass through this process's memory: no core file of it.
+     * (The library leaves this to its host programs: it is their process.) */
+    setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
     /* tss2 logs TPM error responses to stderr; tpmkeys reports them itself (and traces
      * with TPMKEYS_LOG).  An explicit TSS2_LOG still wins. */
     setenv("TSS2_LOG", "all+NONE", 0);

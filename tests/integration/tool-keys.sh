@@ -225,4 +225,27 @@ tk_check "list after delete" "$TK" list
 tk_nomatch "deleted key is gone from the list" 'object=doomed' "$TK_OUT"
 tk_match "other keys are still listed" 'object=rsa2048-nopin' "$TK_OUT"
 
+# No core file of a process that holds a PIN: the tool sets its core limit to 0 first.
+# (It waits on a FIFO for the PIN, so its limits can be read meanwhile.)
+mkfifo pin.fifo
+# Started with a core limit of 1 KiB where the hard limit allows, so that 0 is the tool's.
+(ulimit -S -c 1 2>/dev/null; exec "$TK" sign rsa2048-pin -i data.txt -o fifo.sig \
+    --pin-file pin.fifo) >fifo.out 2>&1 &
+fifo_pid=$!
+tk_track_pid "$fifo_pid"
+limits=
+for _ in $(seq 1 100); do
+    # Once the tool runs (not the subshell before its exec) and has set its limit.
+    case $(cat "/proc/$fifo_pid/comm" 2>/dev/null) in *tpmkeys*)
+        limits=$(grep 'Max core file size' "/proc/$fifo_pid/limits" 2>/dev/null)
+        case $limits in *' 0 '*' 0 '*) break ;; esac ;;
+    esac
+    sleep 0.05
+done
+cat user.pin >pin.fifo
+wait "$fifo_pid"
+fifo_rc=$?
+tk_match "the tool runs with a core-file limit of 0" '^Max core file size +0 +0 ' "$limits"
+tk_eq "and signs with the PIN it read from the FIFO" 0 "$fifo_rc"
+
 tk_done

@@ -510,6 +510,29 @@ static void test_pss(void)
     EVP_PKEY_free(key);
 }
 
+/* The directly encoded SubjectPublicKeyInfo equals OpenSSL's for the same key. */
+static void test_spki(void)
+{
+    static const char *const files[] = {
+        "swtpm-sign-rsa2048.pub", "swtpm-sign-ecc256.pub", "swtpm-srk-ecc.pub",
+        "swtpm-primary-rsa.pub",
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        TPM2B_PUBLIC pub;
+        EVP_PKEY *pkey = NULL;
+        unsigned char *der = NULL;
+        tk_buf spki = { 0 };
+        int len = 0;
+        bool ok = load_public(files[i], &pub) && tk_public_to_pkey(&pub, &pkey) == TK_OK &&
+                  (len = i2d_PUBKEY(pkey, &der)) > 0 && tk_public_spki(&pub, &spki) == TK_OK;
+        check(ok && spki.len == (size_t)len && !memcmp(spki.data, der, spki.len),
+              "tk_public_spki of %s equals i2d_PUBKEY", files[i]);
+        OPENSSL_free(der);
+        EVP_PKEY_free(pkey);
+        tk_buf_free(&spki);
+    }
+}
+
 int main(void)
 {
     t_setup();
@@ -519,5 +542,6 @@ int main(void)
     test_signatures();
     test_pkey_to_tpm();
     test_pss();
+    test_spki();
     return t_finish();
 }

@@ -173,6 +173,7 @@ CK_RV C_Initialize(CK_VOID_PTR init_args)
 
     if (rv != CKR_OK)
         return rv;
+    tk_module_pin((const void *)&orphans);
     fork_guard();
     pthread_mutex_lock(&p11_lock);
     if (p11.initialized) {

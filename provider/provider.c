@@ -423,6 +423,7 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 
     if (!prov)
         return 0;
+    tk_module_pin((const void *)&tkp_raise);
     pthread_mutex_init(&prov->lock, NULL);
     prov->handle = handle;
     for (const OSSL_DISPATCH *d = in; d && d->function_id; d++) {

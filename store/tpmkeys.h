@@ -78,6 +78,10 @@ void tk_log_at(int level, const char *file, int line, const char *fmt, ...)
 #define tk_info(...)  TK_LOG(TK_LOG_INFO, __VA_ARGS__)
 #define tk_warn(...)  TK_LOG(TK_LOG_WARN, __VA_ARGS__)
 
+/* Keep the shared object (our PKCS#11 module or provider) that holds addr loaded until
+ * the process exits, whatever the host does with dlclose. */
+void tk_module_pin(const void *addr);
+
 /* ------------------------------------------------------------------ buffers */
 
 typedef struct {

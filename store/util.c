@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
 
 #include <openssl/crypto.h>
 
@@ -134,4 +135,15 @@ tk_alg tk_alg_from_public(const TPM2B_PUBLIC *pub)
                 return algs[i].alg;
     }
     return TK_ALG_NONE;
+}
+
+void tk_module_pin(const void *addr)
+{
+    Dl_info info;
+
+    /* A module unloaded in a forked child would take with it the only references to
+     * the connections it inherited and must not close (the parent still uses them),
+     * and its exit-time flush would never run: keep it mapped until the process ends. */
+    if (dladdr(addr, &info) && info.dli_fname)
+        (void)dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
 }

@@ -245,7 +245,11 @@ done
 cat user.pin >pin.fifo
 wait "$fifo_pid"
 fifo_rc=$?
-tk_match "the tool runs with a core-file limit of 0" '^Max core file size +0 +0 ' "$limits"
+if [ "$(head -c 4 "$TK" | od -An -c | tr -d ' ')" = '177ELF' ]; then
+    tk_match "the tool runs with a core-file limit of 0" '^Max core file size +0 +0 ' "$limits"
+else
+    tk_log "the tool runs through a wrapper ($TK, e.g. valgrind): its limits are not its own"
+fi
 tk_eq "and signs with the PIN it read from the FIFO" 0 "$fifo_rc"
 
 tk_done

@@ -81,6 +81,10 @@ static bool pin_value(const char *uri, char *pin, size_t n)
             return false;
         memcpy(pin, p + 10, len);
         pin[len] = '\0';
+        /* A PIN made only of URI and keyword characters ("object=") may be a piece of a
+         * message's own text (an example URI), not the PIN: not a test of anything. */
+        if (strspn(pin, "abcdefghijklmnopqrstuvwxyz0123456789=;:&?-_./") == len)
+            return false;
         /* A PIN that also appears elsewhere (object=, pin-source=) may show legitimately. */
         return !memmem(uri, (size_t)(p - uri), pin, len) && !strstr(p + 10 + len, pin);
     }

@@ -317,6 +317,41 @@ static CK_RV tpm_allows(const p11_op *op)
     return CKR_OK;
 }
 
+/* The stored key behind a private key object, from the memo while the store is
+ * unchanged (p11_refresh, called first, drops the memo when it reloads). */
+static CK_RV op_key(const p11_object *o, tk_key **out)
+{
+    tk_key *k = p11.key_memo;
+    CK_RV rv;
+
+    if (!o->mem && o->key_id && k && k->id == o->key_id)
+        return tk_key_dup(k, out) == TK_OK ? CKR_OK : CKR_HOST_MEMORY;
+    if ((rv = p11_object_key(o, out)) != CKR_OK || o->mem || !o->key_id)
+        return rv;
+    tk_key_free(p11.key_memo);
+    if (tk_key_dup(*out, &p11.key_memo) != TK_OK) {
+        p11.key_memo = NULL;
+        tk_clear_error();
+    }
+    return CKR_OK;
+}
+
+/* CKA_ALLOWED_MECHANISMS, when a key has a non-empty one, names all it may be used with. */
+static bool mech_allowed(const p11_object *o, CK_MECHANISM_TYPE mech)
+{
+    const p11_attr *a = p11_attrs_get(&o->attrs, CKA_ALLOWED_MECHANISMS);
+    CK_MECHANISM_TYPE t;
+
+    if (!a || !a->len)
+        return true;
+    for (size_t i = 0; i + sizeof(t) <= a->len; i += sizeof(t)) {
+        memcpy(&t, a->val + i, sizeof(t));
+        if (t == mech)
+            return true;
+    }
+    return false;
+}
+
 /* Common part of every *Init with a key: mechanism, key object and its usage flag. */
 static CK_RV op_init(p11_session *s, p11_op *op, const CK_MECHANISM *m, CK_OBJECT_HANDLE kh,
                      CK_FLAGS need, CK_ATTRIBUTE_TYPE usage, p11_object **keyobj)
@@ -344,7 +379,7 @@ static CK_RV op_init(p11_session *s, p11_op *op, const CK_MECHANISM *m, CK_OBJEC
     if ((long)o->key_type != mi->kt)
         return CKR_KEY_TYPE_INCONSISTENT;
     a = p11_attrs_get(&o->attrs, usage);
-    if (!a || a->len != 1 || a->val[0] != CK_TRUE)
+    if (!a || a->len != 1 || a->val[0] != CK_TRUE || !mech_allowed(o, m->mechanism))
         return CKR_KEY_FUNCTION_NOT_PERMITTED;
     op->mech = m->mechanism;
     op->md = mi->md ? mi->md() : NULL;
@@ -359,7 +394,7 @@ static CK_RV op_init(p11_session *s, p11_op *op, const CK_MECHANISM *m, CK_OBJEC
     if (o->cls == CKO_PRIVATE_KEY) {
         if (o->is_private && !p11_user_logged_in(s->token_id))
             return CKR_USER_NOT_LOGGED_IN;
-        if ((rv = p11_object_key(o, &op->key)) != CKR_OK)
+        if ((rv = op_key(o, &op->key)) != CKR_OK)
             return rv;
         if ((rv = tpm_allows(op)) != CKR_OK)
             return rv;
@@ -514,44 +549,28 @@ static CK_RV ecdsa_digest(const tk_key *k, const uint8_t *d, size_t dlen, uint8_
     return CKR_DATA_LEN_RANGE;
 }
 
+/* PKCS#11's ECDSA signature is r || s, each the size of the curve: the store returns
+ * that form directly. */
 static CK_RV ecdsa_sign(const tk_key *k, const uint8_t *d, size_t dlen, tk_buf *sig)
 {
     uint8_t dig[64];
-    size_t diglen = 0, coord = key_modulus_bytes(k);
+    size_t diglen = 0;
     TPM2_ALG_ID hash = TPM2_ALG_NULL;
-    tk_buf der = { 0 };
-    ECDSA_SIG *es = NULL;
-    const unsigned char *p;
-    const BIGNUM *r, *s;
-    uint8_t *out = NULL;
+    tk_buf out = { 0 };
     CK_RV rv;
     tk_rc rc;
 
     if ((rv = ecdsa_digest(k, d, dlen, dig, &diglen, &hash)) != CKR_OK)
         return rv;
-    if ((rc = tk_ks_sign(p11.ks, k, TK_SIG_ECDSA, hash, dig, diglen, &der)) != TK_OK)
+    if ((rc = tk_ks_sign(p11.ks, k, TK_SIG_ECDSA_P1363, hash, dig, diglen, &out)) != TK_OK)
         return ks_fail(rc, CKR_MECHANISM_INVALID, "ECDSA signature");
-    p = der.data;
-    rv = CKR_DEVICE_ERROR;
-    if (!(es = d2i_ECDSA_SIG(NULL, &p, (long)der.len)))
-        goto out;
-    ECDSA_SIG_get0(es, &r, &s);
-    if (!(out = malloc(2 * coord))) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
+    if (out.len != 2 * key_modulus_bytes(k)) {
+        tk_buf_free(&out);
+        return CKR_DEVICE_ERROR;
     }
-    if (BN_bn2binpad(r, out, (int)coord) < 0 || BN_bn2binpad(s, out + coord, (int)coord) < 0)
-        goto out;
     tk_buf_free(sig);
-    sig->data = out;
-    sig->len = 2 * coord;
-    out = NULL;
-    rv = CKR_OK;
-out:
-    free(out);
-    ECDSA_SIG_free(es);
-    tk_buf_free(&der);
-    return rv;
+    *sig = out;
+    return CKR_OK;
 }
 
 /* The whole signature over data (single part) or the collected digest/input. */
@@ -1333,6 +1352,41 @@ static CK_RV ec_alg(const CK_ATTRIBUTE *pt, CK_ULONG pn, const CK_ATTRIBUTE *kt,
     return *alg == TK_ALG_NONE ? CKR_CURVE_NOT_SUPPORTED : CKR_OK;
 }
 
+/* A PSS-only CKA_ALLOWED_MECHANISMS naming one digest (`pkcs11-tool --allowed-mechanisms
+ * SHA256-RSA-PKCS-PSS`) asks for a key the TPM itself binds to RSA-PSS with that digest, the
+ * key `openssl genpkey -algorithm RSA-PSS` makes.  Any other list is nothing a TPM key can
+ * hold and leaves the key unrestricted, as before: *hash = 0. */
+static CK_RV rsa_pss_request(const CK_ATTRIBUTE *pt, CK_ULONG pn, const CK_ATTRIBUTE *kt,
+                             CK_ULONG kn, TPM2_ALG_ID *hash)
+{
+    const CK_ATTRIBUTE *a = p11_tmpl_find(kt, kn, CKA_ALLOWED_MECHANISMS);
+    const CK_MECHANISM_TYPE *list;
+    TPM2_ALG_ID h = 0;
+
+    *hash = 0;
+    if (!a)
+        a = p11_tmpl_find(pt, pn, CKA_ALLOWED_MECHANISMS);
+    if (!a || !a->ulValueLen)
+        return CKR_OK;
+    if (!a->pValue || a->ulValueLen % sizeof(CK_MECHANISM_TYPE))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    list = a->pValue;
+    for (size_t i = 0; i < a->ulValueLen / sizeof(CK_MECHANISM_TYPE); i++) {
+        const mech_info *mi = mech_find(list[i]);
+        TPM2_ALG_ID mh;
+        if (!pss_mech(list[i]))
+            return CKR_OK;
+        if (list[i] == CKM_RSA_PKCS_PSS)
+            continue;
+        mh = tpm_hash_of(mi->md());
+        if (mh == TPM2_ALG_NULL || (h && h != mh))
+            return CKR_OK;
+        h = mh;
+    }
+    *hash = h;
+    return CKR_OK;
+}
+
 /* Template attributes of a new key pair: token, private, label. */
 static CK_RV pair_template(const CK_ATTRIBUTE *pt, CK_ULONG pn, const CK_ATTRIBUTE *kt,
                            CK_ULONG kn, bool *token, bool *priv, char **label)
@@ -1357,9 +1411,10 @@ static CK_RV pair_template(const CK_ATTRIBUTE *pt, CK_ULONG pn, const CK_ATTRIBU
     return CKR_OK;
 }
 
-static CK_RV generate_token_pair(p11_session *s, tk_alg alg, bool priv, const char *label,
-                                 const CK_ATTRIBUTE *pt, CK_ULONG pn, const CK_ATTRIBUTE *kt,
-                                 CK_ULONG kn, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv)
+static CK_RV generate_token_pair(p11_session *s, tk_alg alg, TPM2_ALG_ID pss, bool priv,
+                                 const char *label, const CK_ATTRIBUTE *pt, CK_ULONG pn,
+                                 const CK_ATTRIBUTE *kt, CK_ULONG kn, CK_OBJECT_HANDLE *hpub,
+                                 CK_OBJECT_HANDLE *hpriv)
 {
     tk_key *k = NULL;
     char *gen = NULL;
@@ -1379,7 +1434,8 @@ static CK_RV generate_token_pair(p11_session *s, tk_alg alg, bool priv, const ch
         rv = CKR_ATTRIBUTE_VALUE_INVALID;
         goto out;
     }
-    tk_keygen_opts o = { .ckaid = { .data = id ? id->pValue : NULL,
+    tk_keygen_opts o = { .rsa_pss_hash = pss,
+                         .ckaid = { .data = id ? id->pValue : NULL,
                                     .len = id && id->pValue ? id->ulValueLen : 0 } };
     rc = tk_ks_create_key_opts(p11.ks, s->token_id, label, alg, &o,
                                priv ? TK_AUTH_TOKEN : TK_AUTH_NONE, NULL, NULL, &k);
@@ -1400,10 +1456,12 @@ out:
 }
 
 /* A session key pair: made in the TPM without auth, its blobs only in this process. */
-static CK_RV generate_session_pair(p11_session *s, tk_alg alg, bool priv, const char *label,
-                                   const CK_ATTRIBUTE *pt, CK_ULONG pn, const CK_ATTRIBUTE *kt,
-                                   CK_ULONG kn, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv)
+static CK_RV generate_session_pair(p11_session *s, tk_alg alg, TPM2_ALG_ID pss, bool priv,
+                                   const char *label, const CK_ATTRIBUTE *pt, CK_ULONG pn,
+                                   const CK_ATTRIBUTE *kt, CK_ULONG kn, CK_OBJECT_HANDLE *hpub,
+                                   CK_OBJECT_HANDLE *hpriv)
 {
+    tk_keygen_opts opts = { .rsa_pss_hash = pss };
     tk_key *k = calloc(1, sizeof(*k));
     const CK_ATTRIBUTE *id = p11_tmpl_find(kt, kn, CKA_ID);
     tk_tpm *tpm = tk_ks_tpm(p11.ks);
@@ -1422,7 +1480,8 @@ static CK_RV generate_session_pair(p11_session *s, tk_alg alg, bool priv, const 
     k->origin = TK_ORIGIN_GENERATED;
     k->parent = TK_SRK_HANDLE;
     if ((rc = tk_tpm_supports(tpm, alg)) != TK_OK ||
-        (rc = tk_tpm_create_key(tpm, alg, NULL, NULL, NULL, &k->pub, &k->priv)) != TK_OK) {
+        (rc = tk_tpm_create_key_opts(tpm, alg, &opts, NULL, NULL, NULL, &k->pub,
+                                     &k->priv)) != TK_OK) {
         tk_key_free(k);
         return p11_fail(rc, CKR_KEY_SIZE_RANGE, "key generation");
     }
@@ -1435,6 +1494,7 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PT
 {
     p11_session *s;
     tk_alg alg = TK_ALG_NONE;
+    TPM2_ALG_ID pss = 0;
     bool token, priv;
     char *label = NULL;
     CK_RV rv;
@@ -1455,6 +1515,9 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PT
         rv = CKR_USER_PIN_NOT_INITIALIZED;
         goto out;
     }
+    if (m->mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN &&
+        (rv = rsa_pss_request(pt, pn, kt, kn, &pss)) != CKR_OK)
+        goto out;
     if (m->mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN)
         rv = rsa_alg(pt, pn, &alg);
     else if (m->mechanism == CKM_EC_KEY_PAIR_GEN)
@@ -1498,8 +1561,8 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PT
         rv = CKR_USER_NOT_LOGGED_IN;
         goto out;
     }
-    rv = token ? generate_token_pair(s, alg, priv, label, pt, pn, kt, kn, hpub, hpriv)
-               : generate_session_pair(s, alg, priv, label, pt, pn, kt, kn, hpub, hpriv);
+    rv = token ? generate_token_pair(s, alg, pss, priv, label, pt, pn, kt, kn, hpub, hpriv)
+               : generate_session_pair(s, alg, pss, priv, label, pt, pn, kt, kn, hpub, hpriv);
 out:
     free(label);
     p11_leave();

@@ -106,6 +106,7 @@ static void state_clear(bool forked)
     p11_destroyed_free();
     free(p11.maps);
     free(p11.logins);
+    tk_key_free(p11.key_memo);
     if (p11.ks) {
         if (forked) {
             if (norphans < sizeof(orphans) / sizeof(orphans[0]))

@@ -273,6 +273,94 @@ static const CK_MECHANISM_TYPE ec_mechs[] = {
     CKM_ECDSA_SHA512, CKM_ECDH1_DERIVE,
 };
 
+#define NRSA (sizeof(rsa_mechs) / sizeof(rsa_mechs[0]))
+#define NEC (sizeof(ec_mechs) / sizeof(ec_mechs[0]))
+
+/* What a key may do, as its attributes tell it.  The TPM public area decides: keys tpmkeys
+ * makes or imports do everything their type allows; keys restricted by other tools (a
+ * fixed scheme, sign-only, `openssl genpkey -algorithm RSA-PSS`) only what the TPM will
+ * then accept, so that C_*Init's answers follow from the attributes. */
+typedef struct {
+    bool sign, decrypt, derive;
+    CK_MECHANISM_TYPE mechs[NRSA > NEC ? NRSA : NEC];
+    size_t nmechs;
+} key_caps;
+
+static void caps_all(CK_KEY_TYPE kt, key_caps *c)
+{
+    bool rsa = kt == CKK_RSA;
+    c->sign = true;
+    c->decrypt = rsa;
+    c->derive = !rsa;
+    c->nmechs = rsa ? NRSA : NEC;
+    memcpy(c->mechs, rsa ? rsa_mechs : ec_mechs, c->nmechs * sizeof(c->mechs[0]));
+}
+
+static CK_MECHANISM_TYPE pss_mech_of(TPM2_ALG_ID h)
+{
+    switch (h) {
+    case TPM2_ALG_SHA1: return CKM_SHA1_RSA_PKCS_PSS;
+    case TPM2_ALG_SHA256: return CKM_SHA256_RSA_PKCS_PSS;
+    case TPM2_ALG_SHA384: return CKM_SHA384_RSA_PKCS_PSS;
+    case TPM2_ALG_SHA512: return CKM_SHA512_RSA_PKCS_PSS;
+    default: return CK_UNAVAILABLE_INFORMATION;
+    }
+}
+
+/* Whether an RSA key the TPM does not let do the raw operation may use mechanism m with
+ * what its TPM attributes allow (mech.c signs with TPM2_Sign then, and decrypts with
+ * TPM2_RSA_Decrypt; SHA-224 and other salts than the digest length need the raw one).  A
+ * fixed scheme is the only one the TPM takes. */
+static bool rsa_mech_ok(CK_MECHANISM_TYPE m, bool sign, bool decrypt, TPM2_ALG_ID scheme)
+{
+    bool any = scheme == TPM2_ALG_NULL;
+
+    switch (m) {
+    case CKM_RSA_PKCS_OAEP: return decrypt && (any || scheme == TPM2_ALG_OAEP);
+    case CKM_RSA_X_509: return decrypt && any;
+    case CKM_RSA_PKCS:   /* a DigestInfo TPM2_Sign knows, or RSAES */
+        return sign || (decrypt && (any || scheme == TPM2_ALG_RSAES));
+    case CKM_SHA224_RSA_PKCS: case CKM_SHA224_RSA_PKCS_PSS: return false;
+    case CKM_RSA_PKCS_PSS: case CKM_SHA1_RSA_PKCS_PSS: case CKM_SHA256_RSA_PKCS_PSS:
+    case CKM_SHA384_RSA_PKCS_PSS: case CKM_SHA512_RSA_PKCS_PSS:
+        return sign && scheme != TPM2_ALG_RSASSA;
+    default: return sign;   /* SHAx-RSA-PKCS */
+    }
+}
+
+static void caps_of(const TPM2B_PUBLIC *pub, CK_KEY_TYPE kt, key_caps *c)
+{
+    const TPMT_PUBLIC *p = &pub->publicArea;
+    TPM2_ALG_ID scheme, pss;
+    bool restricted;
+
+    caps_all(kt, c);
+    if (kt != CKK_RSA || p->type != TPM2_ALG_RSA || tk_public_rsa_raw_ok(pub))
+        return;
+    scheme = p->parameters.rsaDetail.scheme.scheme;
+    pss = tk_public_pss_hash(pub);
+    restricted = p->objectAttributes & TPMA_OBJECT_RESTRICTED;
+    /* A restricted key signs only digests the TPM made itself (and decrypts only as a
+     * storage parent); a fixed scheme is the only one the TPM takes. */
+    c->sign = (p->objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) && !restricted &&
+              (scheme == TPM2_ALG_NULL || scheme == TPM2_ALG_RSASSA || scheme == TPM2_ALG_RSAPSS);
+    c->decrypt = (p->objectAttributes & TPMA_OBJECT_DECRYPT) && !restricted &&
+                 (scheme == TPM2_ALG_NULL || scheme == TPM2_ALG_RSAES || scheme == TPM2_ALG_OAEP);
+    c->nmechs = 0;
+    if (pss) {
+        CK_MECHANISM_TYPE m = pss_mech_of(pss);
+        c->sign = c->sign && m != CK_UNAVAILABLE_INFORMATION;
+        if (c->sign) {
+            c->mechs[c->nmechs++] = CKM_RSA_PKCS_PSS;
+            c->mechs[c->nmechs++] = m;
+        }
+        return;
+    }
+    for (size_t i = 0; i < NRSA; i++)
+        if (rsa_mech_ok(rsa_mechs[i], c->sign, c->decrypt, scheme))
+            c->mechs[c->nmechs++] = rsa_mechs[i];
+}
+
 static CK_RV buf_attr(p11_attrs *as, CK_ATTRIBUTE_TYPE t, const uint8_t *d, size_t n)
 {
     return p11_attrs_set(as, t, d, n);
@@ -435,12 +523,11 @@ static CK_RV common_attrs(p11_attrs *as, const tk_key *k, CK_OBJECT_CLASS cls, b
     return CKR_OK;
 }
 
-static CK_RV key_common_attrs(p11_attrs *as, const tk_key *k, CK_KEY_TYPE kt)
+static CK_RV key_common_attrs(p11_attrs *as, const tk_key *k, CK_KEY_TYPE kt,
+                              const key_caps *c)
 {
     bool gen = k->origin == TK_ORIGIN_GENERATED;
     CK_MECHANISM_TYPE genmech = kt == CKK_RSA ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN;
-    const CK_MECHANISM_TYPE *mechs = kt == CKK_RSA ? rsa_mechs : ec_mechs;
-    size_t nmechs = kt == CKK_RSA ? sizeof(rsa_mechs) : sizeof(ec_mechs);
     CK_RV rv;
 
     if ((rv = p11_attrs_ulong(as, CKA_KEY_TYPE, kt)) ||
@@ -449,7 +536,8 @@ static CK_RV key_common_attrs(p11_attrs *as, const tk_key *k, CK_KEY_TYPE kt)
         (rv = p11_attrs_bool(as, CKA_LOCAL, gen)) ||
         (rv = p11_attrs_ulong(as, CKA_KEY_GEN_MECHANISM,
                               gen ? genmech : CK_UNAVAILABLE_INFORMATION)) ||
-        (rv = p11_attrs_set(as, CKA_ALLOWED_MECHANISMS, mechs, nmechs)))
+        (rv = p11_attrs_set(as, CKA_ALLOWED_MECHANISMS, c->mechs,
+                            c->nmechs * sizeof(c->mechs[0]))))
         return rv;
     return CKR_OK;
 }
@@ -466,8 +554,8 @@ static CK_RV subject_attr(p11_attrs *as, const tk_key *k)
     return rv;
 }
 
-static CK_RV private_key_attrs(p11_attrs *as, const tk_key *k, CK_KEY_TYPE kt, bool token,
-                               bool modifiable)
+static CK_RV private_key_attrs(p11_attrs *as, const tk_key *k, CK_KEY_TYPE kt,
+                               const key_caps *c, bool token, bool modifiable)
 {
     bool gen = k->origin == TK_ORIGIN_GENERATED, rsa = kt == CKK_RSA;
     static const CK_ATTRIBUTE_TYPE rsa_secret[] = {
@@ -478,15 +566,15 @@ static CK_RV private_key_attrs(p11_attrs *as, const tk_key *k, CK_KEY_TYPE kt, b
 
     if ((rv = common_attrs(as, k, CKO_PRIVATE_KEY, token, k->auth == TK_AUTH_TOKEN,
                            modifiable)) ||
-        (rv = key_common_attrs(as, k, kt)) ||
+        (rv = key_common_attrs(as, k, kt, c)) ||
         (rv = subject_attr(as, k)) ||
         (rv = p11_attrs_bool(as, CKA_DESTROYABLE, true)) ||
         (rv = p11_attrs_bool(as, CKA_SENSITIVE, true)) ||
-        (rv = p11_attrs_bool(as, CKA_DECRYPT, rsa)) ||
-        (rv = p11_attrs_bool(as, CKA_SIGN, true)) ||
+        (rv = p11_attrs_bool(as, CKA_DECRYPT, c->decrypt)) ||
+        (rv = p11_attrs_bool(as, CKA_SIGN, c->sign)) ||
         (rv = p11_attrs_bool(as, CKA_SIGN_RECOVER, false)) ||
         (rv = p11_attrs_bool(as, CKA_UNWRAP, false)) ||
-        (rv = p11_attrs_bool(as, CKA_DERIVE, !rsa)) ||
+        (rv = p11_attrs_bool(as, CKA_DERIVE, c->derive)) ||
         (rv = p11_attrs_bool(as, CKA_EXTRACTABLE, false)) ||
         (rv = p11_attrs_bool(as, CKA_ALWAYS_SENSITIVE, gen)) ||
         (rv = p11_attrs_bool(as, CKA_NEVER_EXTRACTABLE, gen)) ||
@@ -502,19 +590,20 @@ static CK_RV private_key_attrs(p11_attrs *as, const tk_key *k, CK_KEY_TYPE kt, b
     return p11_attrs_sensitive(as, CKA_VALUE);
 }
 
-static CK_RV public_key_attrs(p11_attrs *as, const tk_key *k, CK_KEY_TYPE kt, bool token,
-                              bool modifiable)
+/* A public key mirrors its private key: it encrypts only what the private key can decrypt
+ * and verifies what it can sign. */
+static CK_RV public_key_attrs(p11_attrs *as, const tk_key *k, CK_KEY_TYPE kt,
+                              const key_caps *c, bool token, bool modifiable)
 {
-    bool rsa = kt == CKK_RSA;
     CK_RV rv;
 
     if ((rv = common_attrs(as, k, CKO_PUBLIC_KEY, token, false, modifiable)) ||
-        (rv = key_common_attrs(as, k, kt)) ||
+        (rv = key_common_attrs(as, k, kt, c)) ||
         (rv = subject_attr(as, k)) ||
         /* It goes with its private key: C_DestroyObject on the private key removes both. */
         (rv = p11_attrs_bool(as, CKA_DESTROYABLE, false)) ||
-        (rv = p11_attrs_bool(as, CKA_ENCRYPT, rsa)) ||
-        (rv = p11_attrs_bool(as, CKA_VERIFY, true)) ||
+        (rv = p11_attrs_bool(as, CKA_ENCRYPT, c->decrypt)) ||
+        (rv = p11_attrs_bool(as, CKA_VERIFY, c->sign)) ||
         (rv = p11_attrs_bool(as, CKA_VERIFY_RECOVER, false)) ||
         (rv = p11_attrs_bool(as, CKA_WRAP, false)) ||
         (rv = p11_attrs_bool(as, CKA_DERIVE, false)) ||
@@ -628,6 +717,7 @@ static CK_RV key_object(const tk_key *k, int kind, bool token, bool modifiable,
     TPM2B_PUBLIC pub;
     p11_object *o = calloc(1, sizeof(*o));
     CK_KEY_TYPE kt = key_type_of(k);
+    key_caps caps;
     CK_RV rv;
 
     if (!o)
@@ -652,8 +742,9 @@ static CK_RV key_object(const tk_key *k, int kind, bool token, bool modifiable,
         rv = p11_fail(TK_ERR_STORE, CKR_DEVICE_ERROR, "reading a key's public part");
         goto out;
     }
-    rv = kind == P11_KIND_PRIV ? private_key_attrs(&o->attrs, k, kt, token, modifiable)
-                               : public_key_attrs(&o->attrs, k, kt, token, modifiable);
+    caps_of(&pub, kt, &caps);
+    rv = kind == P11_KIND_PRIV ? private_key_attrs(&o->attrs, k, kt, &caps, token, modifiable)
+                               : public_key_attrs(&o->attrs, k, kt, &caps, token, modifiable);
     if (rv == CKR_OK)
         rv = tpm_public_attrs(&o->attrs, &pub, k->alg);
 out:
@@ -671,12 +762,14 @@ static CK_RV lone_pubkey_attrs(p11_attrs *as, const tk_obj *so, CK_KEY_TYPE *kt)
     const unsigned char *p = so->value.data;
     EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)so->value.len);
     tk_key k = { .label = so->label, .ckaid = so->ckaid, .origin = TK_ORIGIN_IMPORTED };
+    key_caps caps;
     CK_RV rv;
 
     if (!pkey)
         return CKR_DEVICE_ERROR;   /* the store checked it: cannot happen */
-    if ((rv = pkey_key_type(pkey, kt)) == CKR_OK &&
-        (rv = public_key_attrs(as, &k, *kt, true, true)) == CKR_OK &&
+    if ((rv = pkey_key_type(pkey, kt)) == CKR_OK)
+        caps_all(*kt, &caps);   /* no TPM key behind it: software does it all */
+    if (rv == CKR_OK && (rv = public_key_attrs(as, &k, *kt, &caps, true, true)) == CKR_OK &&
         (rv = public_attrs(as, pkey)) == CKR_OK)
         rv = p11_attrs_bool(as, CKA_DESTROYABLE, true);   /* no private key to go with */
     EVP_PKEY_free(pkey);

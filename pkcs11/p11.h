@@ -162,6 +162,9 @@ typedef struct {
     CK_OBJECT_HANDLE next_sobj;
     p11_login *logins;
     size_t nlogins;
+    /* The last stored key read for an operation, kept until the store changes: a signing
+     * loop then reads its row from sqlite once, not on every C_SignInit. */
+    tk_key *key_memo;
 } p11_module;
 
 extern p11_module p11;

@@ -112,6 +112,8 @@ CK_RV p11_refresh(void)
     bool changed = tk_store_changed(st);
     if (!changed && !p11.dirty)
         return CKR_OK;
+    tk_key_free(p11.key_memo);
+    p11.key_memo = NULL;
     if ((rv = load_tokens(st)) != CKR_OK)
         return rv;
     if ((rv = p11_objects_load(st)) != CKR_OK)

@@ -327,10 +327,38 @@ static int get_capabilities(void *provctx, const char *capability, OSSL_CALLBACK
 
 /* ------------------------------------------------------------------ lifecycle */
 
+EVP_MD *tkp_md_fetch(tkp_ctx *prov, const char *name)
+{
+    EVP_MD *md = NULL;
+
+    pthread_mutex_lock(&prov->md_lock);
+    for (size_t i = 0; i < prov->nmds; i++)
+        if (!strcmp(prov->mds[i].name, name)) {
+            md = EVP_MD_up_ref(prov->mds[i].md) ? prov->mds[i].md : NULL;
+            break;
+        }
+    pthread_mutex_unlock(&prov->md_lock);
+    if (md)
+        return md;
+    if (!(md = EVP_MD_fetch(prov->libctx, name, TKP_PROPQ_SW)))
+        return NULL;
+    pthread_mutex_lock(&prov->md_lock);
+    if (prov->nmds < sizeof(prov->mds) / sizeof(prov->mds[0]) &&
+        strlen(name) < sizeof(prov->mds[0].name) && EVP_MD_up_ref(md)) {
+        strcpy(prov->mds[prov->nmds].name, name);
+        prov->mds[prov->nmds++].md = md;
+    }
+    pthread_mutex_unlock(&prov->md_lock);
+    return md;
+}
+
 static void tkp_ctx_free(tkp_ctx *prov)
 {
     if (!prov)
         return;
+    for (size_t i = 0; i < prov->nmds; i++)
+        EVP_MD_free(prov->mds[i].md);
+    pthread_mutex_destroy(&prov->md_lock);
     tk_ks_close(prov->ks);
     tk_tpm_free(prov->tpm);
     OSSL_LIB_CTX_free(prov->libctx);
@@ -425,6 +453,7 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
         return 0;
     tk_module_pin((const void *)&tkp_raise);
     pthread_mutex_init(&prov->lock, NULL);
+    pthread_mutex_init(&prov->md_lock, NULL);
     prov->handle = handle;
     for (const OSSL_DISPATCH *d = in; d && d->function_id; d++) {
         switch (d->function_id) {

@@ -54,7 +54,17 @@ typedef struct tkp_ctx {
     tk_tpm *tpm;                    /* TPM for key files when there is no store */
     char *store_path;               /* config "tpmkeys-store" (NULL = default rules) */
     char *tcti;                     /* config "tpmkeys-tcti" (NULL = $TPMKEYS_TCTI) */
+    pthread_mutex_t md_lock;        /* guards mds */
+    struct {
+        char name[32];
+        EVP_MD *md;
+    } mds[8];                       /* digests fetched before, by the name asked for */
+    size_t nmds;
 } tkp_ctx;
+
+/* EVP_MD_fetch(prov->libctx, name, TKP_PROPQ_SW), remembered by name: every signature
+ * asks for its digest, and a fetch costs more than the hashing.  Free with EVP_MD_free. */
+EVP_MD *tkp_md_fetch(tkp_ctx *prov, const char *name);
 
 /* ------------------------------------------------------------------ errors (provider.c) */
 

@@ -119,7 +119,7 @@ EVP_MD *tkp_sig_md(tkp_sig_ctx *ctx)
     };
     if (!ctx->sw || EVP_PKEY_CTX_get_params(ctx->sw, p) <= 0 || !name[0])
         return NULL;
-    return EVP_MD_fetch(ctx->prov->libctx, name, TKP_PROPQ_SW);
+    return tkp_md_fetch(ctx->prov, name);
 }
 
 /* Signing with a software key (see keymgmt_common.c): all in software. */
@@ -179,7 +179,7 @@ static int digest_init(tkp_sig_ctx *ctx, const char *mdname, tkp_key *key,
     }
     if (!tkp_sig_set_ctx_params(ctx, params))
         return 0;
-    md = EVP_MD_fetch(ctx->prov->libctx, mdname, TKP_PROPQ_SW);
+    md = tkp_md_fetch(ctx->prov, mdname);
     ok = md && (ctx->mdctx = EVP_MD_CTX_new()) && EVP_DigestInit_ex2(ctx->mdctx, md, NULL);
     EVP_MD_free(md);
     if (!ok)

@@ -174,14 +174,13 @@ static int rsa_sign_core(tkp_sig_ctx *ctx, uint8_t *sig, size_t *siglen, size_t 
         break;
     case RSA_PKCS1_PSS_PADDING:
         if (!md && (hash = tkp_len_to_tpm(tbslen)) != TPM2_ALG_ERROR)
-            md = EVP_MD_fetch(ctx->prov->libctx,
-                              tbslen == 20 ? "SHA1" : tbslen == 32 ? "SHA256"
-                              : tbslen == 48 ? "SHA384" : "SHA512", TKP_PROPQ_SW);
+            md = tkp_md_fetch(ctx->prov, tbslen == 20 ? "SHA1" : tbslen == 32 ? "SHA256"
+                                         : tbslen == 48 ? "SHA384" : "SHA512");
         if (!md) {
             TKP_RAISE(ctx->prov, TKP_R_INVALID, "PSS needs a digest");
             break;
         }
-        mgf1md = mgf1name[0] ? EVP_MD_fetch(ctx->prov->libctx, mgf1name, TKP_PROPQ_SW)
+        mgf1md = mgf1name[0] ? tkp_md_fetch(ctx->prov, mgf1name)
                              : (EVP_MD_up_ref(md) ? md : NULL);
         if (!mgf1md) {
             TKP_RAISE(ctx->prov, TKP_R_UNSUPPORTED, "unknown MGF1 digest %s", mgf1name);

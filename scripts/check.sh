@@ -110,7 +110,8 @@ if [ -x "$top/configure" ]; then
     # Fuzzers: a short run of each over a copy of the committed corpus (long run:
     # FUZZ_SECONDS=600 FUZZ_JOBS=2 scripts/fuzz.sh).
     step "fuzzers (${FUZZ_SECONDS:-15} s each)"
-    FUZZ_SECONDS=${FUZZ_SECONDS:-15} FUZZ_JOBS=2 bash "$top/scripts/fuzz.sh" "$top/build-fuzz" ||
+    FUZZ_SECONDS=${FUZZ_SECONDS:-15} FUZZ_JOBS=2 FUZZ_SEED=${FUZZ_SEED:-1} \
+        bash "$top/scripts/fuzz.sh" "$top/build-fuzz" ||
         stage_failed "scripts/fuzz.sh (see build-fuzz/fuzz-logs/, build-fuzz/fuzz-crashes/)"
 
     # ThreadSanitizer: 8 threads on one PKCS#11 module and on one provider (own build).

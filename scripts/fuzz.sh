@@ -6,6 +6,8 @@
 #
 #   FUZZ_SECONDS=30   time per fuzzer (CI: 15; the long run: 600)
 #   FUZZ_JOBS=1       fuzzers run at the same time (each is one process)
+#   FUZZ_SEED=N       libFuzzer's random seed (CI: 1, so that a run explores the same
+#                     inputs first every time; unset: a new seed per run)
 #   FUZZERS="..."     a subset (names without fuzz_: keyfile tss2key tpmpublic uri
 #                     storerows pkcs11)
 #
@@ -63,6 +65,7 @@ run_one() {
     rm -rf "$corpus"
     cp -r "$top/fuzz/corpus/$name" "$corpus" 2>/dev/null || mkdir -p "$corpus"
     [ -f "$top/fuzz/$name.dict" ] && opts=(-dict="$top/fuzz/$name.dict")
+    [ -n "${FUZZ_SEED:-}" ] && opts+=(-seed="$FUZZ_SEED")
     # The slow harnesses (a store per input) decode a few bytes per operation: give them
     # whole operation sequences from the start instead of growing the length limit.
     case $name in

@@ -61,6 +61,8 @@ struct tk_store {
     int last_errno;           /* and the system errno sqlite saw then */
     sqlite3_stmt *key_get;    /* tk_key_get's statement, kept for the connection: the
                                  PKCS#11 module reads a key on every C_SignInit */
+    sqlite3_stmt *dv;         /* PRAGMA data_version, kept likewise: checked before every
+                                 PKCS#11 operation */
 };
 
 /* ------------------------------------------------------------------ small helpers */
@@ -523,6 +525,8 @@ static void conn_close(tk_store *st)
 {
     sqlite3_finalize(st->key_get);
     st->key_get = NULL;
+    sqlite3_finalize(st->dv);
+    st->dv = NULL;
     if (st->db)
         sqlite3_close_v2(st->db);
     st->db = NULL;
@@ -905,10 +909,15 @@ bool tk_store_changed(tk_store *st)
 
     if (!st || enter(st) != TK_OK)
         return true;
-    if (query_int(st, "PRAGMA data_version", &v, "checking the store for changes") == TK_OK) {
-        changed = !st->have_dv || v != st->data_version;
-        st->data_version = v;
-        st->have_dv = true;
+    if (st->dv || prep(st, "PRAGMA data_version", &st->dv, "checking the store for changes") ==
+                      TK_OK) {
+        if (step_first(st->dv) == SQLITE_ROW) {
+            v = sqlite3_column_int64(st->dv, 0);
+            changed = !st->have_dv || v != st->data_version;
+            st->data_version = v;
+            st->have_dv = true;
+        }
+        sqlite3_reset(st->dv);   /* at once: no read transaction left open */
     }
     leave(st);
     return changed;
@@ -1569,6 +1578,29 @@ void tk_key_free(tk_key *k)
     tk_buf_free(&k->policy);
     tk_buf_free(&k->cert);
     free(k);
+}
+
+tk_rc tk_key_dup(const tk_key *k, tk_key **out)
+{
+    tk_key *d = calloc(1, sizeof(*d));
+
+    *out = NULL;
+    if (!d)
+        return tk_fail(TK_ERR_NOMEM, "out of memory");
+    *d = *k;
+    d->label = NULL;
+    d->ckaid = d->pub = d->priv = d->authsalt = d->policy = d->cert = (tk_buf){ 0 };
+    const tk_buf *from[] = { &k->ckaid, &k->pub, &k->priv, &k->authsalt, &k->policy, &k->cert };
+    tk_buf *to[] = { &d->ckaid, &d->pub, &d->priv, &d->authsalt, &d->policy, &d->cert };
+    bool ok = (d->label = strdup(k->label ? k->label : "")) != NULL;
+    for (size_t i = 0; ok && i < sizeof(to) / sizeof(to[0]); i++)
+        ok = !from[i]->len || tk_buf_set(to[i], from[i]->data, from[i]->len) == TK_OK;
+    if (!ok) {
+        tk_key_free(d);
+        return tk_fail(TK_ERR_NOMEM, "out of memory");
+    }
+    *out = d;
+    return TK_OK;
 }
 
 void tk_key_list_free(tk_key **keys, size_t n)

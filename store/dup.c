@@ -15,6 +15,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -47,16 +48,70 @@ static void trim_bits(uint8_t *out, uint32_t bits)
 
 /* ------------------------------------------------------------------ KDFa / KDFe */
 
-static EVP_MAC_CTX *hmac_ctx_new(const EVP_MD *md, OSSL_PARAM params[2])
+/* An HMAC context for md, not keyed yet (EVP_MAC_init with the key and no params). */
+static EVP_MAC_CTX *hmac_ctx_fresh(const EVP_MD *md)
 {
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[2] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)EVP_MD_get0_name(md), 0),
+        OSSL_PARAM_construct_end(),
+    };
 
     EVP_MAC_free(mac); /* the context keeps its own reference */
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                 (char *)EVP_MD_get0_name(md), 0);
-    params[1] = OSSL_PARAM_construct_end();
+    if (ctx && !EVP_MAC_CTX_set_params(ctx, params)) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
     return ctx;
+}
+
+/* One context per session hash, made once and copied for each use: fetching HMAC and
+ * its digest by name on every use (what HMAC() does) costs several times the HMAC
+ * itself, and session commands compute four to six of them. */
+static const TPM2_ALG_ID hmac_algs[] = { TPM2_ALG_SHA1, TPM2_ALG_SHA256, TPM2_ALG_SHA384,
+                                         TPM2_ALG_SHA512 };
+static EVP_MAC_CTX *hmac_templates[4];
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_templates_make(void)
+{
+    for (size_t i = 0; i < 4; i++) {
+        const EVP_MD *md = tk_md_for_alg(hmac_algs[i]);
+        hmac_templates[i] = md ? hmac_ctx_fresh(md) : NULL;
+    }
+    ERR_clear_error();
+}
+
+static EVP_MAC_CTX *hmac_ctx_new(TPM2_ALG_ID hash)
+{
+    const EVP_MD *md = tk_md_for_alg(hash);
+
+    if (!md)
+        return NULL;
+    pthread_once(&hmac_once, hmac_templates_make);
+    for (size_t i = 0; i < 4; i++)
+        if (hmac_algs[i] == hash && hmac_templates[i])
+            return EVP_MAC_CTX_dup(hmac_templates[i]);
+    return hmac_ctx_fresh(md);
+}
+
+tk_rc tk_hmac(TPM2_ALG_ID hash, const uint8_t *key, size_t keylen, const uint8_t *const parts[],
+              const size_t lens[], size_t n, uint8_t *out, size_t outsize, size_t *outlen)
+{
+    EVP_MAC_CTX *ctx = hmac_ctx_new(hash);
+    size_t len = 0;
+    int ok = ctx && EVP_MAC_init(ctx, key, keylen, NULL);
+
+    for (size_t i = 0; ok && i < n; i++)
+        ok = !lens[i] || EVP_MAC_update(ctx, parts[i], lens[i]);
+    ok = ok && EVP_MAC_final(ctx, out, &len, outsize);
+    EVP_MAC_CTX_free(ctx);
+    if (!ok)
+        return tk_fail_ossl(TK_ERR_NOMEM, "computing an HMAC");
+    if (outlen)
+        *outlen = len;
+    return TK_OK;
 }
 
 tk_rc tk_kdfa(TPM2_ALG_ID hash, const uint8_t *key, size_t keylen, const char *label,
@@ -65,7 +120,6 @@ tk_rc tk_kdfa(TPM2_ALG_ID hash, const uint8_t *key, size_t keylen, const char *l
 {
     const EVP_MD *md = tk_md_for_alg(hash);
     static const uint8_t zero = 0;
-    OSSL_PARAM params[2];
     EVP_MAC_CTX *ctx;
     uint8_t block[EVP_MAX_MD_SIZE], be[4], lbits[4];
     size_t outlen = ((size_t)bits + 7) / 8, done = 0, blen;
@@ -76,13 +130,13 @@ tk_rc tk_kdfa(TPM2_ALG_ID hash, const uint8_t *key, size_t keylen, const char *l
         return tk_fail(TK_ERR_UNSUPPORTED, "KDFa: hash algorithm 0x%04x is not supported", hash);
     if (bits == 0 || !key || keylen == 0 || !out)
         return tk_fail(TK_ERR_INVALID, "KDFa: empty key or output");
-    ctx = hmac_ctx_new(md, params);
+    ctx = hmac_ctx_new(hash);
     if (!ctx)
         return tk_fail_ossl(TK_ERR_NOMEM, "KDFa: cannot set up HMAC");
     put_be32(lbits, bits);
     while (done < outlen) {
         put_be32(be, ++counter);
-        if (!EVP_MAC_init(ctx, key, keylen, params) || !EVP_MAC_update(ctx, be, 4) ||
+        if (!EVP_MAC_init(ctx, key, keylen, NULL) || !EVP_MAC_update(ctx, be, 4) ||
             (label && !EVP_MAC_update(ctx, (const uint8_t *)label, strlen(label))) ||
             !EVP_MAC_update(ctx, &zero, 1) ||
             (ulen && !EVP_MAC_update(ctx, context_u, ulen)) ||
@@ -324,12 +378,10 @@ static tk_rc aes_cfb_encrypt(const uint8_t *key, uint16_t bits, uint8_t *data, s
 static tk_rc outer_hmac(const parent_info *pi, const uint8_t *key, const uint8_t *data,
                         size_t len, const TPM2B_NAME *name, uint8_t *mac, size_t *maclen)
 {
-    const EVP_MD *md = tk_md_for_alg(pi->name_alg);
-    OSSL_PARAM params[2];
-    EVP_MAC_CTX *ctx = hmac_ctx_new(md, params);
+    EVP_MAC_CTX *ctx = hmac_ctx_new(pi->name_alg);
     tk_rc rc = TK_OK;
 
-    if (!ctx || !EVP_MAC_init(ctx, key, pi->dlen, params) || !EVP_MAC_update(ctx, data, len) ||
+    if (!ctx || !EVP_MAC_init(ctx, key, pi->dlen, NULL) || !EVP_MAC_update(ctx, data, len) ||
         !EVP_MAC_update(ctx, name->name, name->size) ||
         !EVP_MAC_final(ctx, mac, maclen, EVP_MAX_MD_SIZE))
         rc = tk_fail_ossl(TK_ERR_INVALID, "outer HMAC failed");

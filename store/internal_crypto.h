@@ -29,6 +29,11 @@ TPM2_ECC_CURVE tk_curve_from_group(const char *group);
  * out receives (bits + 7) / 8 bytes; unused high bits of the first byte are cleared.
  * label is a C string (its terminating NUL is the 0x00 separator); NULL = empty.
  */
+/* HMAC over the concatenated parts (empty parts allowed); out holds outsize bytes,
+ * *outlen (may be NULL) receives the MAC's length. */
+tk_rc tk_hmac(TPM2_ALG_ID hash, const uint8_t *key, size_t keylen, const uint8_t *const parts[],
+              const size_t lens[], size_t n, uint8_t *out, size_t outsize, size_t *outlen);
+
 tk_rc tk_kdfa(TPM2_ALG_ID hash, const uint8_t *key, size_t keylen, const char *label,
               const uint8_t *context_u, size_t ulen, const uint8_t *context_v, size_t vlen,
               uint32_t bits, uint8_t *out);

@@ -28,6 +28,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "internal_crypto.h"
 #include "tpmkeys.h"
 
 #define TK_TOKEN_MAX_TRIES 5
@@ -442,15 +443,14 @@ bool tk_ks_logged_in(tk_ks *ks, int64_t token_id)
 static tk_rc derive_auth(const tk_secret *secret, const tk_buf *salt, tk_secret *auth)
 {
     static const char tag[] = "tpmkeys key auth";
-    unsigned int n = 0;
-    uint8_t msg[sizeof(tag) + 64];
+    const uint8_t *parts[] = { (const uint8_t *)tag, salt->data };
+    const size_t lens[] = { sizeof(tag), salt->len };
+    size_t n = 0;
 
     if (salt->len > 64)
         return tk_fail(TK_ERR_STORE, "key auth salt too long");
-    memcpy(msg, tag, sizeof(tag));
-    memcpy(msg + sizeof(tag), salt->data, salt->len);
-    if (!HMAC(EVP_sha256(), secret->data, (int)secret->len, msg, sizeof(tag) + salt->len,
-              auth->data, &n))
+    if (tk_hmac(TPM2_ALG_SHA256, secret->data, secret->len, parts, lens, 2, auth->data,
+                sizeof(auth->data), &n) != TK_OK)
         return tk_fail_ossl(TK_ERR_NOMEM, "deriving the key auth value");
     auth->len = n;
     return TK_OK;

@@ -27,7 +27,10 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/obj_mac.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <tss2/tss2_esys.h>
@@ -42,8 +45,13 @@
 #define CACHE_MAX 8
 #define RETRY_MAX 40
 
+/* A loaded key, found again by its blobs compared byte for byte (cheaper than hashing
+ * them on every signature, and no collision to reason about). */
+#define BLOBS_MAX (sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE))
+
 typedef struct {
-    uint8_t id[32];     /* SHA-256 of the public and private blobs */
+    uint8_t blobs[BLOBS_MAX];   /* the public blob, then the private one */
+    size_t publen, privlen;
     ESYS_TR handle;
     uint64_t used;      /* LRU clock */
     bool persistent;    /* a persistent key: takes no transient slot, never flushed */
@@ -404,22 +412,32 @@ static tk_rc srk_lookup(tk_tpm *t)
 }
 
 /* The SRK's public area, read once per connection and only when needed (SRK checks,
- * import): a cold signature needs just the ESYS_TR. */
+ * import, salting our session): one ReadPublic straight through SAPI (ESYS would hash
+ * the name on the way), no ESYS_TR needed. */
 static tk_rc srk_public(tk_tpm *t)
 {
-    TPM2B_PUBLIC *pub = NULL;
+    TSS2_SYS_CONTEXT *sys = NULL;
+    TPM2B_PUBLIC pub = { .size = 0 };
+    TPM2B_NAME name = { .size = 0 }, qname = { .size = 0 };
     TSS2_RC r;
-    tk_rc rc = srk_lookup(t);
+    tk_rc rc = connect_tpm(t);
 
     if (rc != TK_OK || t->have_srk_pub)
         return rc;
-    r = Esys_ReadPublic(t->esys, t->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL,
-                        NULL);
-    if (r != TSS2_RC_SUCCESS)
+    r = Esys_GetSysContext(t->esys, &sys);
+    for (int i = 0; r == TSS2_RC_SUCCESS; i++) {
+        r = Tss2_Sys_ReadPublic(sys, TK_SRK_HANDLE, NULL, &pub, &name, &qname, NULL);
+        if (!should_retry(r, i))
+            break;
+    }
+    if (r != TSS2_RC_SUCCESS) {
+        if (is_tpm_layer(r) && tpm_code(r) == TPM2_RC_HANDLE)
+            return tk_fail(TK_ERR_NOT_FOUND,
+                           "no storage root key at 0x81000001: run `tpmkeys init`");
         return tpm_fail(t, r, "reading the SRK at 0x81000001");
-    t->srk_pub = *pub;
+    }
+    t->srk_pub = pub;
     t->have_srk_pub = true;
-    Esys_Free(pub);
     return TK_OK;
 }
 
@@ -509,7 +527,7 @@ static void blob_id(const tk_buf *pub, const tk_buf *priv, uint8_t id[32])
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned int n = 32;
     memset(id, 0, 32);
-    if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
+    if (md && EVP_DigestInit_ex(md, tk_md_for_alg(TPM2_ALG_SHA256), NULL) &&
         EVP_DigestUpdate(md, pub->data, pub->len) &&
         EVP_DigestUpdate(md, priv->data, priv->len))
         EVP_DigestFinal_ex(md, id, &n);
@@ -671,30 +689,43 @@ out:
 /* A loaded handle for the key (from the cache when hot). */
 static tk_rc key_handle(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, ESYS_TR *h)
 {
+    cache_entry *e;
     uint8_t id[32];
     tk_rc rc;
 
     if ((rc = connect_tpm(t)) != TK_OK)
         return rc;
-    blob_id(pub, priv, id);
-    for (size_t i = 0; i < t->ncache; i++)
-        if (!memcmp(t->cache[i].id, id, sizeof(id))) {
-            t->cache[i].used = ++t->clock;
-            *h = t->cache[i].handle;
+    if (!pub->len || pub->len + priv->len > BLOBS_MAX)
+        return tk_fail(TK_ERR_INVALID, "the key's blobs are empty or too large (%zu bytes)",
+                       pub->len + priv->len);
+    for (size_t i = 0; i < t->ncache; i++) {
+        e = &t->cache[i];
+        if (e->publen == pub->len && e->privlen == priv->len &&
+            !memcmp(e->blobs, pub->data, pub->len) &&
+            (!priv->len || !memcmp(e->blobs + pub->len, priv->data, priv->len))) {
+            e->used = ++t->clock;
+            *h = e->handle;
             return TK_OK;
         }
-    if (!priv->len)
+    }
+    if (!priv->len) {
+        blob_id(pub, priv, id);
         rc = persistent_open(t, pub, id, h);
-    else
+    } else {
         rc = load_blobs(t, pub, priv, h);
+    }
     if (rc != TK_OK)
         return rc;
     cache_make_room(t);
-    memcpy(t->cache[t->ncache].id, id, sizeof(id));
-    t->cache[t->ncache].handle = *h;
-    t->cache[t->ncache].used = ++t->clock;
-    t->cache[t->ncache].persistent = !priv->len;
-    t->ncache++;
+    e = &t->cache[t->ncache++];
+    memcpy(e->blobs, pub->data, pub->len);
+    if (priv->len)
+        memcpy(e->blobs + pub->len, priv->data, priv->len);
+    e->publen = pub->len;
+    e->privlen = priv->len;
+    e->handle = *h;
+    e->used = ++t->clock;
+    e->persistent = !priv->len;
     return TK_OK;
 }
 
@@ -1011,7 +1042,7 @@ tk_rc tk_tpm_import_pkey(tk_tpm *t, EVP_PKEY *pkey, const tk_secret *auth, tk_bu
     /* A duplicated object is neither fixedTPM nor fixedParent (TPM2_Import requires it). */
     pub.publicArea.objectAttributes &= ~(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT);
     pthread_mutex_lock(&t->lock);
-    if ((rc = srk_public(t)) != TK_OK)
+    if ((rc = srk_lookup(t)) != TK_OK || (rc = srk_public(t)) != TK_OK)
         goto out;
     rc = tk_duplicate_wrap(&t->srk_pub, &pub, &sens, &dup, &seed);
     OPENSSL_cleanse(&sens, sizeof(sens));
@@ -1049,6 +1080,9 @@ static tk_rc load_transient(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, ES
     return load_blobs(t, pub, priv, h);
 }
 
+static tk_rc raw_unseal(tk_tpm *t, const tk_buf *pubb, const tk_buf *privb,
+                        const tk_secret *auth, tk_secret *data, TSS2_RC *r);
+
 tk_rc tk_tpm_unseal(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_secret *auth,
                     tk_secret *data)
 {
@@ -1058,6 +1092,19 @@ tk_rc tk_tpm_unseal(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_s
     tk_rc rc;
 
     pthread_mutex_lock(&t->lock);
+    if ((rc = connect_tpm(t)) != TK_OK)
+        goto out;
+    if (!t->raw.off) {
+        /* Through our own salted session (see raw_command), kept for PIN keys after. */
+        rc = raw_unseal(t, pub, priv, auth, data, &r);
+        if (rc != TK_ERR_UNSUPPORTED) {
+            if (rc == TK_ERR_TPM && r != TSS2_RC_SUCCESS)
+                rc = tpm_fail(t, r, "unsealing the token secret");
+            goto out;
+        }
+        t->raw.off = true;   /* an SRK we cannot salt to: ESYS's sessions below */
+        tk_clear_error();
+    }
     if ((rc = load_transient(t, pub, priv, &h)) != TK_OK)
         goto out;
     if ((rc = set_auth(t, h, auth)) != TK_OK ||
@@ -1164,15 +1211,16 @@ static tk_rc key_end(tk_tpm *t, ESYS_TR h, ESYS_TR sess, TSS2_RC r, const char *
 
 /* ------------------------------------------------------------------ our own HMAC session
  *
- * Keys with an auth value (PIN keys) sign through an HMAC session that this file runs
- * itself on ESYS's SAPI context, instead of through ESYS's session code: tss2-esys 3.2
- * builds a fresh OpenSSL library context for every hash and HMAC it computes (about a
- * dozen per command), which on OpenSSL 3.0 costs more CPU than the TPM takes to sign.
- * The protection is the same as ESYS's salted session: the session is salted to the
- * SRK (ECDH on its curve + KDFe "SECRET", TPM 2.0 Part 1, C.6.1), so the session key
- * is known only to us and the TPM; the auth value never crosses the bus, only HMACs
- * keyed with sessionKey || authValue, and every response HMAC is checked.  Nothing
- * secret is sent by TPM2_Sign, so no parameter encryption is needed. */
+ * Keys with an auth value (PIN keys) sign, and token secrets are unsealed at login,
+ * through an HMAC session that this file runs itself on ESYS's SAPI context, instead of
+ * through ESYS's session code: tss2-esys 3.2 builds a fresh OpenSSL library context for
+ * every hash and HMAC it computes (about a dozen per command), which on OpenSSL 3.0
+ * costs more CPU than the TPM takes to sign.  The protection is the same as ESYS's
+ * salted session: the session is salted to the SRK (ECDH on its curve + KDFe "SECRET",
+ * TPM 2.0 Part 1, C.6.1), so the session key is known only to us and the TPM; the auth
+ * value never crosses the bus, only HMACs keyed with sessionKey || authValue, and every
+ * response HMAC is checked.  TPM2_Sign sends nothing secret; TPM2_Unseal's answer comes
+ * back AES-128-CFB encrypted under that session (response parameter encryption). */
 
 #define AUTH_DIGEST 32 /* SHA-256 session */
 
@@ -1180,7 +1228,7 @@ static tk_rc raw_sha256(const uint8_t *const parts[], const size_t lens[], size_
                         uint8_t out[AUTH_DIGEST])
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    int ok = md && EVP_DigestInit_ex(md, tk_md_for_alg(TPM2_ALG_SHA256), NULL);
 
     for (size_t i = 0; ok && i < n; i++)
         ok = EVP_DigestUpdate(md, parts[i], lens[i]);
@@ -1189,33 +1237,59 @@ static tk_rc raw_sha256(const uint8_t *const parts[], const size_t lens[], size_
     return ok ? TK_OK : tk_fail_ossl(TK_ERR_NOMEM, "hashing a session command");
 }
 
-/* HMAC-SHA256 keyed with sessionKey || authValue (trailing zero bytes of the auth value
- * removed, as the TPM does) over a || nonce_newer || nonce_older || attrs. */
-static tk_rc raw_hmac(const tk_tpm *t, const tk_secret *auth, const uint8_t phash[AUTH_DIGEST],
-                      const TPM2B_NONCE *newer, const TPM2B_NONCE *older, uint8_t attrs,
-                      uint8_t out[AUTH_DIGEST])
+/* sessionKey || authValue, trailing zero bytes of the auth value removed (as the TPM
+ * does): the HMAC key of every command, and the key of parameter encryption. */
+static size_t raw_session_value(const tk_tpm *t, const tk_secret *auth,
+                                uint8_t key[AUTH_DIGEST + TK_SECRET_MAX])
 {
-    uint8_t key[AUTH_DIGEST + TK_SECRET_MAX], msg[AUTH_DIGEST + 2 * sizeof(newer->buffer) + 1];
-    size_t klen = AUTH_DIGEST, alen = auth ? auth->len : 0, mlen = 0;
-    unsigned int n = 0;
-    tk_rc rc = TK_OK;
+    size_t alen = auth ? auth->len : 0;
 
     while (alen && !auth->data[alen - 1])
         alen--;
     memcpy(key, t->raw.key, AUTH_DIGEST);
     if (alen)
-        memcpy(key + klen, auth->data, alen);
-    klen += alen;
-    memcpy(msg, phash, AUTH_DIGEST);
-    mlen = AUTH_DIGEST;
-    memcpy(msg + mlen, newer->buffer, newer->size);
-    mlen += newer->size;
-    memcpy(msg + mlen, older->buffer, older->size);
-    mlen += older->size;
-    msg[mlen++] = attrs;
-    if (!HMAC(EVP_sha256(), key, (int)klen, msg, mlen, out, &n) || n != AUTH_DIGEST)
-        rc = tk_fail_ossl(TK_ERR_NOMEM, "computing a session HMAC");
+        memcpy(key + AUTH_DIGEST, auth->data, alen);
+    return AUTH_DIGEST + alen;
+}
+
+/* HMAC-SHA256 keyed with the session value over a || nonce_newer || nonce_older || attrs. */
+static tk_rc raw_hmac(const tk_tpm *t, const tk_secret *auth, const uint8_t phash[AUTH_DIGEST],
+                      const TPM2B_NONCE *newer, const TPM2B_NONCE *older, uint8_t attrs,
+                      uint8_t out[AUTH_DIGEST])
+{
+    uint8_t key[AUTH_DIGEST + TK_SECRET_MAX];
+    size_t klen = raw_session_value(t, auth, key), n = 0;
+    const uint8_t *parts[] = { phash, newer->buffer, older->buffer, &attrs };
+    const size_t lens[] = { AUTH_DIGEST, newer->size, older->size, 1 };
+    tk_rc rc = tk_hmac(TPM2_ALG_SHA256, key, klen, parts, lens, 4, out, AUTH_DIGEST, &n);
+
     OPENSSL_cleanse(key, sizeof(key));
+    if (rc == TK_OK && n != AUTH_DIGEST)
+        rc = tk_fail(TK_ERR_INVALID, "a session HMAC of %zu bytes", n);
+    return rc;
+}
+
+/* Decrypt a response parameter the TPM encrypted under our session: AES-128-CFB with
+ * key || iv = KDFa(SHA-256, sessionValue, "CFB", nonceTPM, nonceCaller, 256). */
+static tk_rc raw_decrypt(const tk_tpm *t, const tk_secret *auth, const TPM2B_NONCE *tpm_nonce,
+                         const TPM2B_NONCE *caller, uint8_t *buf, size_t len)
+{
+    uint8_t key[AUTH_DIGEST + TK_SECRET_MAX], kiv[32];
+    size_t klen = raw_session_value(t, auth, key);
+    EVP_CIPHER_CTX *c = NULL;
+    int n = 0, fin = 0;
+    tk_rc rc = tk_kdfa(TPM2_ALG_SHA256, key, klen, "CFB", tpm_nonce->buffer, tpm_nonce->size,
+                       caller->buffer, caller->size, 256, kiv);
+
+    if (rc == TK_OK &&
+        (!(c = EVP_CIPHER_CTX_new()) ||
+         !EVP_DecryptInit_ex(c, EVP_aes_128_cfb128(), NULL, kiv, kiv + 16) ||
+         !EVP_DecryptUpdate(c, buf, &n, buf, (int)len) || !EVP_DecryptFinal_ex(c, buf + n, &fin) ||
+         (size_t)(n + fin) != len))
+        rc = tk_fail_ossl(TK_ERR_NOMEM, "decrypting the TPM's answer");
+    EVP_CIPHER_CTX_free(c);
+    OPENSSL_cleanse(key, sizeof(key));
+    OPENSSL_cleanse(kiv, sizeof(kiv));
     return rc;
 }
 
@@ -1231,38 +1305,69 @@ static void raw_drop(tk_tpm *t, bool polite)
     OPENSSL_cleanse(t->raw.key, sizeof(t->raw.key));
 }
 
-/* The salt for a session salted to an ECC SRK: an ephemeral key Qe on its curve,
- * Z = (de * Qs).x, salt = KDFe(SHA-256, Z, "SECRET", Qe.x, Qs.x, 256). */
+/* P-256, made once per process (EC_POINT_mul only reads it). */
+static EC_GROUP *p256;
+static pthread_once_t p256_once = PTHREAD_ONCE_INIT;
+
+static void p256_make(void)
+{
+    p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+}
+
+/* The salt for a session salted to an ECC SRK: an ephemeral key de, Qe = de * G,
+ * Z = (de * Qs).x, salt = KDFe(SHA-256, Z, "SECRET", Qe.x, Qs.x, 256).  Straight EC
+ * point arithmetic: going through EVP_PKEY (key generation, import of the SRK's point,
+ * key exchange) costs a process its first milliseconds in provider fetches, and this
+ * is on the way of every first login. */
 static tk_rc raw_salt(tk_tpm *t, uint8_t salt[AUTH_DIGEST], TPM2B_ENCRYPTED_SECRET *enc)
 {
     const TPMS_ECC_POINT *qs = &t->srk_pub.publicArea.unique.ecc;
-    EVP_PKEY *eph = NULL, *srk = NULL;
-    EVP_PKEY_CTX *dctx = NULL;
-    TPMS_ECC_POINT qe = { .x.size = 0 };
-    uint8_t z[66], pt[1 + 2 * 66];
-    size_t zlen = sizeof(z), ptlen = 0, c;
+    TPMS_ECC_POINT qe = { .x.size = 32, .y.size = 32 };
+    EC_POINT *ps = NULL, *pe = NULL, *pz = NULL;
+    BN_CTX *bc = NULL;
+    BIGNUM *d = NULL, *sx, *sy, *ex, *ey, *zx;
+    uint8_t z[32];
+    size_t off = 0;
     tk_rc rc = TK_OK;
 
-    if (t->srk_pub.publicArea.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256)
+    if (t->srk_pub.publicArea.type != TPM2_ALG_ECC ||
+        t->srk_pub.publicArea.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256)
         return tk_fail(TK_ERR_UNSUPPORTED, "session salt: SRK not on P-256");
-    c = 32;
-    if ((rc = tk_public_to_pkey(&t->srk_pub, &srk)) != TK_OK)
-        return rc;
-    if (!(eph = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) ||
-        !EVP_PKEY_get_octet_string_param(eph, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &ptlen) ||
-        ptlen != 1 + 2 * c || !(dctx = EVP_PKEY_CTX_new(eph, NULL)) ||
-        EVP_PKEY_derive_init(dctx) <= 0 || EVP_PKEY_derive_set_peer(dctx, srk) <= 0 ||
-        EVP_PKEY_derive(dctx, z, &zlen) <= 0 || zlen != c) {
+    pthread_once(&p256_once, p256_make);
+    if (!p256 || !(bc = BN_CTX_secure_new()))
+        return tk_fail_ossl(TK_ERR_NOMEM, "salting a session to the SRK");
+    BN_CTX_start(bc);
+    sx = BN_CTX_get(bc);
+    sy = BN_CTX_get(bc);
+    ex = BN_CTX_get(bc);
+    ey = BN_CTX_get(bc);
+    zx = BN_CTX_get(bc);
+    /* Setting the SRK's point checks that it is on the curve. */
+    if (!zx || !(d = BN_secure_new()) || !(ps = EC_POINT_new(p256)) ||
+        !(pe = EC_POINT_new(p256)) || !(pz = EC_POINT_new(p256)) ||
+        !BN_bin2bn(qs->x.buffer, qs->x.size, sx) || !BN_bin2bn(qs->y.buffer, qs->y.size, sy) ||
+        !EC_POINT_set_affine_coordinates(p256, ps, sx, sy, bc)) {
+        rc = tk_fail_ossl(TK_ERR_TPM, "salting a session: the SRK's public point is not "
+                          "usable");
+        goto out;
+    }
+    do {
+        if (!BN_priv_rand_range_ex(d, EC_GROUP_get0_order(p256), 0, bc)) {
+            rc = tk_fail_ossl(TK_ERR_NOMEM, "salting a session: no random bytes");
+            goto out;
+        }
+    } while (BN_is_zero(d));
+    if (!EC_POINT_mul(p256, pe, d, NULL, NULL, bc) || !EC_POINT_mul(p256, pz, NULL, ps, d, bc) ||
+        !EC_POINT_get_affine_coordinates(p256, pe, ex, ey, bc) ||
+        !EC_POINT_get_affine_coordinates(p256, pz, zx, NULL, bc) ||
+        BN_bn2binpad(ex, qe.x.buffer, 32) != 32 || BN_bn2binpad(ey, qe.y.buffer, 32) != 32 ||
+        BN_bn2binpad(zx, z, 32) != 32) {
         rc = tk_fail_ossl(TK_ERR_NOMEM, "salting a session to the SRK");
         goto out;
     }
-    qe.x.size = qe.y.size = (UINT16)c;
-    memcpy(qe.x.buffer, pt + 1, c);
-    memcpy(qe.y.buffer, pt + 1 + c, c);
-    if ((rc = tk_kdfe(TPM2_ALG_SHA256, z, zlen, "SECRET", qe.x.buffer, c, qs->x.buffer,
+    if ((rc = tk_kdfe(TPM2_ALG_SHA256, z, sizeof(z), "SECRET", qe.x.buffer, 32, qs->x.buffer,
                       qs->x.size, 8 * AUTH_DIGEST, salt)) != TK_OK)
         goto out;
-    size_t off = 0;
     if (Tss2_MU_TPMS_ECC_POINT_Marshal(&qe, enc->secret, sizeof(enc->secret), &off) !=
         TSS2_RC_SUCCESS) {
         rc = tk_fail(TK_ERR_INVALID, "marshalling the session salt");
@@ -1271,18 +1376,22 @@ static tk_rc raw_salt(tk_tpm *t, uint8_t salt[AUTH_DIGEST], TPM2B_ENCRYPTED_SECR
     enc->size = (UINT16)off;
 out:
     OPENSSL_cleanse(z, sizeof(z));
-    EVP_PKEY_CTX_free(dctx);
-    EVP_PKEY_free(eph);
-    EVP_PKEY_free(srk);
+    BN_clear_free(d);
+    EC_POINT_free(ps);
+    EC_POINT_free(pe);
+    EC_POINT_clear_free(pz);
+    BN_CTX_end(bc);
+    BN_CTX_free(bc);
     return rc;
 }
 
-/* Start the salted HMAC session (once per connection). *r: the TPM's answer. */
+/* Start the salted HMAC session (once per connection; AES-128-CFB so that it can carry
+ * encrypted parameters). *r: the TPM's answer. */
 static tk_rc raw_start(tk_tpm *t, TSS2_SYS_CONTEXT *sys, TSS2_RC *r)
 {
     TPM2B_NONCE caller = { .size = AUTH_DIGEST };
     TPM2B_ENCRYPTED_SECRET enc = { .size = 0 };
-    TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_NULL };
+    TPMT_SYM_DEF sym = session_sym;
     uint8_t salt[AUTH_DIGEST];
     tk_rc rc;
 
@@ -1315,34 +1424,31 @@ out:
     return rc;
 }
 
-/* TPM2_Sign authorized through our session.  TK_ERR_TPM with *r set: the TPM (or the
- * link) failed, the caller maps *r; other codes: local failures (message set). */
-static tk_rc raw_sign(tk_tpm *t, ESYS_TR key, const TPM2B_PUBLIC *pub, const tk_secret *auth,
-                      const TPM2B_DIGEST *d,
-                      const TPMT_SIG_SCHEME *ss, const TPMT_TK_HASHCHECK *check,
-                      TPMT_SIGNATURE *sig, TSS2_RC *r)
+/* Prepares the command in the SAPI context (again on every retry). */
+typedef TSS2_RC (*raw_prepare_fn)(TSS2_SYS_CONTEXT *sys, const void *arg);
+
+/* One command on one object (name), authorized through our session: cpHash over
+ * code || name || parameters, our HMAC as the command's authorization; the response must
+ * carry the session's HMAC over rpHash (only the TPM that holds the object's auth value
+ * and our session key can make it).  *caller: the nonce we sent (for decrypting the
+ * answer).  TK_ERR_TPM with *r set: the TPM (or the link) failed, the caller maps *r;
+ * other codes: local failures (message set).  On any failure the session is dropped
+ * (out of step: the next command starts afresh). */
+static tk_rc raw_command(tk_tpm *t, TSS2_SYS_CONTEXT *sys, TPM2_CC code, const TPM2B_NAME *name,
+                         const tk_secret *auth, uint8_t attrs, raw_prepare_fn prepare,
+                         const void *arg, TPM2B_NONCE *caller, TSS2_RC *r)
 {
-    static const uint8_t cc[4] = { 0, 0, (TPM2_CC_Sign >> 8) & 0xff, TPM2_CC_Sign & 0xff };
     static const uint8_t ok_rc[4] = { 0, 0, 0, 0 };
-    const uint8_t attrs = TPMA_SESSION_CONTINUESESSION;
-    TSS2_SYS_CONTEXT *sys = NULL;
+    const uint8_t cc[4] = { (uint8_t)(code >> 24), (uint8_t)(code >> 16), (uint8_t)(code >> 8),
+                            (uint8_t)code };
     TSS2L_SYS_AUTH_COMMAND ca = { .count = 1 };
     TSS2L_SYS_AUTH_RESPONSE ra = { .count = 0 };
-    TPM2B_NAME name;
-    TPM2_HANDLE th = 0;
     const uint8_t *buf;
     size_t blen;
     uint8_t ph[AUTH_DIGEST], want[AUTH_DIGEST];
     tk_rc rc = TK_OK;
 
     *r = TSS2_RC_SUCCESS;
-    /* The key's name from its public area (Esys_TR_GetName would hash it through a
-     * fresh OpenSSL library context on every call). */
-    if ((rc = tk_public_name(pub, &name)) != TK_OK)
-        return rc;
-    if ((*r = Esys_GetSysContext(t->esys, &sys)) != TSS2_RC_SUCCESS ||
-        (*r = Esys_TR_GetTpmHandle(t->esys, key, &th)) != TSS2_RC_SUCCESS)
-        return TK_ERR_TPM;
     if (!t->raw.handle && (rc = raw_start(t, sys, r)) != TK_OK)
         goto out;
     for (int i = 0;; i++) {
@@ -1351,7 +1457,7 @@ static tk_rc raw_sign(tk_tpm *t, ESYS_TR key, const TPM2B_PUBLIC *pub, const tk_
         a->nonce.size = AUTH_DIGEST;
         a->sessionAttributes = attrs;
         a->hmac.size = AUTH_DIGEST;
-        if ((*r = Tss2_Sys_Sign_Prepare(sys, th, d, ss, check)) != TSS2_RC_SUCCESS ||
+        if ((*r = prepare(sys, arg)) != TSS2_RC_SUCCESS ||
             (*r = Tss2_Sys_GetCpBuffer(sys, &blen, &buf)) != TSS2_RC_SUCCESS) {
             rc = TK_ERR_TPM;
             goto out;
@@ -1360,8 +1466,8 @@ static tk_rc raw_sign(tk_tpm *t, ESYS_TR key, const TPM2B_PUBLIC *pub, const tk_
             rc = tk_fail_ossl(TK_ERR_NOMEM, "a session nonce");
             goto out;
         }
-        const uint8_t *cp[] = { cc, name.name, buf };
-        const size_t cl[] = { sizeof(cc), name.size, blen };
+        const uint8_t *cp[] = { cc, name->name, buf };
+        const size_t cl[] = { sizeof(cc), name->size, blen };
         if ((rc = raw_sha256(cp, cl, 3, ph)) != TK_OK ||
             (rc = raw_hmac(t, auth, ph, &a->nonce, &t->raw.nonce_tpm, attrs, a->hmac.buffer)))
             goto out;
@@ -1377,7 +1483,6 @@ static tk_rc raw_sign(tk_tpm *t, ESYS_TR key, const TPM2B_PUBLIC *pub, const tk_
         rc = TK_ERR_TPM;
         goto out;
     }
-    /* The response must carry our session's HMAC over rpHash: the TPM knows the key. */
     if ((*r = Tss2_Sys_GetRspAuths(sys, &ra)) != TSS2_RC_SUCCESS ||
         (*r = Tss2_Sys_GetRpBuffer(sys, &blen, &buf)) != TSS2_RC_SUCCESS) {
         rc = TK_ERR_TPM;
@@ -1391,17 +1496,120 @@ static tk_rc raw_sign(tk_tpm *t, ESYS_TR key, const TPM2B_PUBLIC *pub, const tk_
         goto out;
     if (ra.count != 1 || ra.auths[0].hmac.size != AUTH_DIGEST ||
         CRYPTO_memcmp(want, ra.auths[0].hmac.buffer, AUTH_DIGEST)) {
-        rc = tk_fail(TK_ERR_TPM, "signing in the TPM: the response does not carry the "
-                     "session's HMAC (tampered with, or not from this TPM)");
+        rc = tk_fail(TK_ERR_TPM, "the TPM's answer does not carry the session's HMAC "
+                     "(tampered with, or not from this TPM)");
         goto out;
     }
     t->raw.nonce_tpm = ra.auths[0].nonce;
-    if ((*r = Tss2_Sys_Sign_Complete(sys, sig)) != TSS2_RC_SUCCESS)
-        rc = TK_ERR_TPM;
+    *caller = ca.auths[0].nonce;
 out:
     if (rc != TK_OK)
-        raw_drop(t, !is_link_error(*r));   /* out of step: start afresh next time */
+        raw_drop(t, !is_link_error(*r));
     OPENSSL_cleanse(&ca, sizeof(ca));
+    return rc;
+}
+
+struct sign_args {
+    TPM2_HANDLE key;
+    const TPM2B_DIGEST *d;
+    const TPMT_SIG_SCHEME *ss;
+    const TPMT_TK_HASHCHECK *check;
+};
+
+static TSS2_RC prepare_sign(TSS2_SYS_CONTEXT *sys, const void *arg)
+{
+    const struct sign_args *s = arg;
+    return Tss2_Sys_Sign_Prepare(sys, s->key, s->d, s->ss, s->check);
+}
+
+/* TPM2_Sign authorized through our session (errors as raw_command). */
+static tk_rc raw_sign(tk_tpm *t, ESYS_TR key, const TPM2B_PUBLIC *pub, const tk_secret *auth,
+                      const TPM2B_DIGEST *d,
+                      const TPMT_SIG_SCHEME *ss, const TPMT_TK_HASHCHECK *check,
+                      TPMT_SIGNATURE *sig, TSS2_RC *r)
+{
+    struct sign_args a = { .d = d, .ss = ss, .check = check };
+    TSS2_SYS_CONTEXT *sys = NULL;
+    TPM2B_NAME name;
+    TPM2B_NONCE caller;
+    tk_rc rc;
+
+    *r = TSS2_RC_SUCCESS;
+    /* The key's name from its public area (Esys_TR_GetName would hash it through a
+     * fresh OpenSSL library context on every call). */
+    if ((rc = tk_public_name(pub, &name)) != TK_OK)
+        return rc;
+    if ((*r = Esys_GetSysContext(t->esys, &sys)) != TSS2_RC_SUCCESS ||
+        (*r = Esys_TR_GetTpmHandle(t->esys, key, &a.key)) != TSS2_RC_SUCCESS)
+        return TK_ERR_TPM;
+    rc = raw_command(t, sys, TPM2_CC_Sign, &name, auth, TPMA_SESSION_CONTINUESESSION,
+                     prepare_sign, &a, &caller, r);
+    if (rc == TK_OK && (*r = Tss2_Sys_Sign_Complete(sys, sig)) != TSS2_RC_SUCCESS)
+        rc = TK_ERR_TPM;
+    return rc;
+}
+
+static TSS2_RC prepare_unseal(TSS2_SYS_CONTEXT *sys, const void *arg)
+{
+    return Tss2_Sys_Unseal_Prepare(sys, *(const TPM2_HANDLE *)arg);
+}
+
+/* TPM2_Load under the SRK straight through SAPI (a password session: the SRK has an empty
+ * auth value); the object is ours to flush.  ESYS would hash the name on the way. */
+static tk_rc raw_load(tk_tpm *t, TSS2_SYS_CONTEXT *sys, const TPM2B_PUBLIC *pub,
+                      const TPM2B_PRIVATE *priv, TPM2_HANDLE *h, TSS2_RC *r)
+{
+    TSS2L_SYS_AUTH_COMMAND pw = { .count = 1, .auths = { { .sessionHandle = TPM2_RH_PW } } };
+    TSS2L_SYS_AUTH_RESPONSE ra = { .count = 0 };
+    TPM2B_NAME name = { .size = sizeof(name.name) };
+
+    for (int i = 0;; i++) {
+        *r = Tss2_Sys_Load(sys, TK_SRK_HANDLE, &pw, priv, pub, h, &name, &ra);
+        if (is_tpm_layer(*r) && tpm_code(*r) == TPM2_RC_OBJECT_MEMORY && cache_evict_lru(t))
+            continue;
+        if (!should_retry(*r, i))
+            break;
+    }
+    return *r == TSS2_RC_SUCCESS ? TK_OK : TK_ERR_TPM;
+}
+
+/* Unseal through our session, the answer encrypted.  TK_ERR_UNSUPPORTED: the SRK
+ * cannot salt our session (the caller uses ESYS's); other failures as raw_command. */
+static tk_rc raw_unseal(tk_tpm *t, const tk_buf *pubb, const tk_buf *privb,
+                        const tk_secret *auth, tk_secret *data, TSS2_RC *r)
+{
+    TSS2_SYS_CONTEXT *sys = NULL;
+    TPM2B_PUBLIC pub;
+    TPM2B_PRIVATE priv;
+    TPM2B_SENSITIVE_DATA out = { .size = 0 };
+    TPM2B_NAME name;
+    TPM2B_NONCE caller;
+    TPM2_HANDLE h = 0;
+    tk_rc rc;
+
+    *r = TSS2_RC_SUCCESS;
+    if ((rc = tk_public_unmarshal(pubb, &pub)) != TK_OK ||
+        (rc = tk_private_unmarshal(privb, &priv)) != TK_OK ||
+        (rc = tk_public_name(&pub, &name)) != TK_OK)
+        return rc;
+    if ((*r = Esys_GetSysContext(t->esys, &sys)) != TSS2_RC_SUCCESS)
+        return TK_ERR_TPM;
+    /* Salt first: an SRK we cannot salt to must not cost a Load. */
+    if (!t->raw.handle && (rc = raw_start(t, sys, r)) != TK_OK)
+        return rc;
+    if ((rc = raw_load(t, sys, &pub, &priv, &h, r)) != TK_OK)
+        return rc;
+    rc = raw_command(t, sys, TPM2_CC_Unseal, &name, auth,
+                     TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT, prepare_unseal, &h,
+                     &caller, r);
+    if (rc == TK_OK && (*r = Tss2_Sys_Unseal_Complete(sys, &out)) != TSS2_RC_SUCCESS)
+        rc = TK_ERR_TPM;
+    if (rc == TK_OK &&
+        (rc = raw_decrypt(t, auth, &t->raw.nonce_tpm, &caller, out.buffer, out.size)) == TK_OK)
+        rc = tk_secret_set(data, out.buffer, out.size);
+    OPENSSL_cleanse(&out, sizeof(out));
+    if (!is_link_error(*r))
+        Tss2_Sys_FlushContext(sys, h);
     return rc;
 }
 
@@ -1436,12 +1644,13 @@ tk_rc tk_tpm_sign(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_sec
     switch (scheme) {
     case TK_SIG_RSASSA: ss.scheme = TPM2_ALG_RSASSA; break;
     case TK_SIG_RSAPSS: ss.scheme = TPM2_ALG_RSAPSS; break;
-    case TK_SIG_ECDSA: ss.scheme = TPM2_ALG_ECDSA; break;
+    case TK_SIG_ECDSA:
+    case TK_SIG_ECDSA_P1363: ss.scheme = TPM2_ALG_ECDSA; break;
     default: return tk_fail(TK_ERR_INVALID, "unknown signature scheme %d", (int)scheme);
     }
     if ((rc = tk_public_unmarshal(pub, &p)) != TK_OK)
         return rc;
-    if ((p.publicArea.type == TPM2_ALG_ECC) != (scheme == TK_SIG_ECDSA))
+    if ((p.publicArea.type == TPM2_ALG_ECC) != (ss.scheme == TPM2_ALG_ECDSA))
         return tk_fail(TK_ERR_INVALID, "signature scheme does not match the key type");
     if (p.publicArea.type == TPM2_ALG_ECC)
         coord = (tk_alg_bits(tk_alg_from_public(&p)) + 7) / 8;
@@ -1465,7 +1674,7 @@ tk_rc tk_tpm_sign(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_sec
                 rc = tpm_fail(t, r, "signing in the TPM");
             }
             if (rc == TK_OK)
-                rc = tk_sig_to_bytes(&rs, coord, true, sig);
+                rc = tk_sig_to_bytes(&rs, coord, scheme != TK_SIG_ECDSA_P1363, sig);
             goto out;
         }
     }
@@ -1478,7 +1687,7 @@ tk_rc tk_tpm_sign(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_sec
     }
     if ((rc = key_end(t, h, sess, r, "signing in the TPM")) != TK_OK)
         goto out;
-    rc = tk_sig_to_bytes(out, coord, true, sig);
+    rc = tk_sig_to_bytes(out, coord, scheme != TK_SIG_ECDSA_P1363, sig);
 out:
     pthread_mutex_unlock(&t->lock);
     Esys_Free(out);

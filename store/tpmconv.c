@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/bn.h>
@@ -25,19 +26,39 @@
 
 /* ------------------------------------------------------------------ small helpers */
 
+/* The digests, fetched once per process: EVP_sha256() and friends are fetched again from
+ * the provider on every use (a hash table walk and locks per digest on OpenSSL 3.0),
+ * which costs more than hashing a key blob. */
+static EVP_MD *mds[4];
+static pthread_once_t mds_once = PTHREAD_ONCE_INIT;
+
+static void mds_fetch(void)
+{
+    static const char *const names[4] = { "SHA1", "SHA2-256", "SHA2-384", "SHA2-512" };
+    for (size_t i = 0; i < 4; i++)
+        mds[i] = EVP_MD_fetch(NULL, names[i], NULL);
+    ERR_clear_error();   /* a digest the providers lack: the legacy lookup below says so */
+}
+
 const EVP_MD *tk_md_for_alg(TPM2_ALG_ID hash)
 {
+    size_t i;
+
     switch (hash) {
-    case TPM2_ALG_SHA1:
-        return EVP_sha1();
-    case TPM2_ALG_SHA256:
-        return EVP_sha256();
-    case TPM2_ALG_SHA384:
-        return EVP_sha384();
-    case TPM2_ALG_SHA512:
-        return EVP_sha512();
-    default:
-        return NULL;
+    case TPM2_ALG_SHA1: i = 0; break;
+    case TPM2_ALG_SHA256: i = 1; break;
+    case TPM2_ALG_SHA384: i = 2; break;
+    case TPM2_ALG_SHA512: i = 3; break;
+    default: return NULL;
+    }
+    pthread_once(&mds_once, mds_fetch);
+    if (mds[i])
+        return mds[i];
+    switch (hash) {
+    case TPM2_ALG_SHA1: return EVP_sha1();
+    case TPM2_ALG_SHA256: return EVP_sha256();
+    case TPM2_ALG_SHA384: return EVP_sha384();
+    default: return EVP_sha512();
     }
 }
 

@@ -205,6 +205,8 @@ typedef struct {
 } tk_key;
 
 void tk_key_free(tk_key *k);
+/* A deep copy (free with tk_key_free). */
+tk_rc tk_key_dup(const tk_key *k, tk_key **out);
 void tk_key_list_free(tk_key **keys, size_t n);
 /* Insert (sets k->id, created, updated).  TK_ERR_EXISTS when the label is taken in the token. */
 tk_rc tk_key_add(tk_store *st, tk_key *k);
@@ -391,7 +393,8 @@ tk_rc tk_tpm_change_auth(tk_tpm *t, const tk_buf *pub, const tk_buf *priv,
 typedef enum {
     TK_SIG_RSASSA = 1,   /* PKCS#1 v1.5, digest signed */
     TK_SIG_RSAPSS,       /* PSS, salt = digest length (the TPM's choice) */
-    TK_SIG_ECDSA,
+    TK_SIG_ECDSA,        /* the signature DER-encoded (X9.62 ECDSA-Sig-Value) */
+    TK_SIG_ECDSA_P1363,  /* ECDSA, the signature as r || s, each padded to the curve size */
 } tk_sigscheme;
 
 /* hash: TPM2_ALG_SHA1/SHA256/SHA384/SHA512. sig: RSA: s, EC: DER. */

@@ -6,13 +6,16 @@
  */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 
 #include "tpmkeys.h"
@@ -162,6 +165,67 @@ done:
     EVP_PKEY_free(peer);
     EVP_PKEY_free(pub);
     return ok;
+}
+
+/* Nothing secret crosses the TPM interface in the clear: a known secret is sealed under
+ * a known auth value and unsealed again through a connection whose traffic the tss2
+ * pcap TCTI captures; neither value may appear in the capture. */
+static void wire_check(void)
+{
+    const char *tcti = getenv("TPMKEYS_TCTI");
+    static const uint8_t unseal_cc[] = { 0x00, 0x00, 0x01, 0x5e };
+    char path[] = "/tmp/tk-wire-XXXXXX", conf[512];
+    tk_secret data, auth, back;
+    tk_buf pub = { 0 }, priv = { 0 };
+    tk_tpm *t = NULL;
+    uint8_t *cap = NULL;
+    long len = 0;
+    void *lib = dlopen("libtss2-tcti-pcap.so.0", RTLD_LAZY | RTLD_LOCAL);
+    int fd;
+    FILE *f;
+
+    if (!lib || !tcti) {
+        printf("# no pcap TCTI (libtss2-tcti-pcap0) or no TPMKEYS_TCTI: wire check left out\n");
+        return;
+    }
+    dlclose(lib);
+    if ((fd = mkstemp(path)) < 0)
+        return;
+    close(fd);
+    setenv("TCTI_PCAP_FILE", path, 1);
+    snprintf(conf, sizeof(conf), "pcap:%s", tcti);
+    data.len = 32;
+    RAND_bytes(data.data, (int)data.len);
+    secret(&auth, "wire-pin-73195");
+    memset(&back, 0, sizeof(back));
+    tk_rc rc = tk_tpm_new(conf, &t);
+    if (rc == TK_OK)
+        rc = tk_tpm_seal(t, &data, &auth, &pub, &priv);
+    CHECK(rc == TK_OK, "seal a secret through a captured connection");
+    rc = rc == TK_OK ? tk_tpm_unseal(t, &pub, &priv, &auth, &back) : rc;
+    CHECK(rc == TK_OK && back.len == data.len && !memcmp(back.data, data.data, data.len),
+          "unseal it again through the captured connection");
+    tk_tpm_free(t);   /* closes the capture */
+    unsetenv("TCTI_PCAP_FILE");
+    if ((f = fopen(path, "rb")) && !fseek(f, 0, SEEK_END) && (len = ftell(f)) > 0 &&
+        (cap = malloc((size_t)len)) && !fseek(f, 0, SEEK_SET) &&
+        fread(cap, 1, (size_t)len, f) != (size_t)len)
+        len = 0;
+    if (f)
+        fclose(f);
+    unlink(path);
+    CHECK(cap && len > 0 && memmem(cap, (size_t)len, unseal_cc, sizeof(unseal_cc)),
+          "the capture holds the traffic (%ld bytes, TPM2_Unseal in it)", len);
+    CHECK(cap && !memmem(cap, (size_t)len, data.data, data.len),
+          "the sealed secret never crossed the interface in the clear");
+    CHECK(cap && !memmem(cap, (size_t)len, auth.data, auth.len),
+          "the auth value (PIN) never crossed the interface in the clear");
+    free(cap);
+    tk_buf_free(&pub);
+    tk_buf_free(&priv);
+    tk_secret_clear(&data);
+    tk_secret_clear(&back);
+    tk_secret_clear(&auth);
 }
 
 int main(void)
@@ -344,7 +408,8 @@ int main(void)
     EVP_PKEY_free(sw_rsa);
     EVP_PKEY_free(sw_ec);
     tk_token_free(tok);
-    tk_ks_close(ks);
+    tk_ks_close(ks);   /* its loaded keys take the TPM's object slots */
+    wire_check();
     tk_secret_clear(&so);
     tk_secret_clear(&user);
     tk_secret_clear(&wrong);

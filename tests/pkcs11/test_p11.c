@@ -721,6 +721,119 @@ static void test_decrypt(CK_SESSION_HANDLE s)
     EVP_PKEY_free(rsa);
 }
 
+/* The key's CKA_ALLOWED_MECHANISMS is exactly want[0..n). */
+static bool mechs_are(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, const CK_MECHANISM_TYPE *want,
+                      size_t n)
+{
+    CK_ULONG len = 0;
+    uint8_t *v = attr(s, o, CKA_ALLOWED_MECHANISMS, &len);
+    bool ok = v && len == n * sizeof(*want) && !memcmp(v, want, len);
+    free(v);
+    return ok;
+}
+
+/* A key the TPM restricts to RSA-PSS with SHA-256 (asked for with a PSS-only
+ * CKA_ALLOWED_MECHANISMS, as `pkcs11-tool --allowed-mechanisms` does; the OpenSSL
+ * provider's RSA-PSS keys are the same TPM object): its attributes say what C_*Init
+ * accepts, for the private and the public object, token and session keys alike. */
+static void test_pss_key(CK_SESSION_HANDLE ts)
+{
+    static const CK_MECHANISM_TYPE pss_only[] = { CKM_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS };
+    static const CK_MECHANISM_TYPE rsa_all[] = {
+        CKM_RSA_PKCS, CKM_RSA_X_509, CKM_RSA_PKCS_OAEP, CKM_RSA_PKCS_PSS,
+        CKM_SHA1_RSA_PKCS, CKM_SHA224_RSA_PKCS, CKM_SHA256_RSA_PKCS, CKM_SHA384_RSA_PKCS,
+        CKM_SHA512_RSA_PKCS, CKM_SHA1_RSA_PKCS_PSS, CKM_SHA224_RSA_PKCS_PSS,
+        CKM_SHA256_RSA_PKCS_PSS, CKM_SHA384_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS,
+    };
+    CK_MECHANISM_TYPE ask[] = { CKM_SHA256_RSA_PKCS_PSS };
+    CK_MECHANISM rsam = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+    CK_ULONG bits = 2048;
+    uint8_t id[] = { 0x55 };
+    const char msg[] = "signed with a PSS-only key";
+    uint8_t dig[32], sig[512];
+    unsigned dlen = 0;
+    CK_ULONG slen;
+    CK_RSA_PKCS_PSS_PARAMS p256 = { CKM_SHA256, CKG_MGF1_SHA256, 32 };
+    CK_RSA_PKCS_PSS_PARAMS p384 = { CKM_SHA384, CKG_MGF1_SHA384, 48 };
+    CK_RSA_PKCS_OAEP_PARAMS oaep = { CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0 };
+    CK_MECHANISM m;
+    CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+    EVP_PKEY *k;
+
+    sha(EVP_sha256(), msg, strlen(msg), dig, &dlen);
+    for (int token = 1; token >= 0; token--) {
+        CK_BBOOL tok = token ? CK_TRUE : CK_FALSE;
+        const char *what = token ? "token" : "session";
+        CK_SESSION_HANDLE s = ts;   /* session keys: in a session of their own, closed after */
+        CK_ATTRIBUTE pubt[] = { { CKA_MODULUS_BITS, &bits, sizeof(bits) }, { CKA_TOKEN, &tok, 1 } };
+        CK_ATTRIBUTE privt[] = {
+            { CKA_TOKEN, &tok, 1 }, { CKA_PRIVATE, &no, 1 }, { CKA_LABEL, "pss-only", 8 },
+            { CKA_ID, id, 1 }, { CKA_ALLOWED_MECHANISMS, ask, sizeof(ask) },
+        };
+
+        if (!token)
+            f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+        RV(CKR_OK, f->C_GenerateKeyPair(s, &rsam, pubt, 2, privt, 5, &pub, &priv),
+           "%s RSA key pair restricted to SHA256-RSA-PKCS-PSS", what);
+        CHECK(mechs_are(s, priv, pss_only, 2) && mechs_are(s, pub, pss_only, 2),
+              "%s PSS key: CKA_ALLOWED_MECHANISMS is RSA-PKCS-PSS and SHA256-RSA-PKCS-PSS (both "
+              "objects)", what);
+        CHECK(attr_bool(s, priv, CKA_SIGN) == 1 && attr_bool(s, priv, CKA_DECRYPT) == 0 &&
+                  attr_bool(s, priv, CKA_UNWRAP) == 0 && attr_bool(s, priv, CKA_SIGN_RECOVER) == 0 &&
+                  attr_bool(s, priv, CKA_DERIVE) == 0,
+              "%s PSS private key: CKA_SIGN true; DECRYPT, UNWRAP, SIGN_RECOVER, DERIVE false", what);
+        CHECK(attr_bool(s, pub, CKA_VERIFY) == 1 && attr_bool(s, pub, CKA_ENCRYPT) == 0 &&
+                  attr_bool(s, pub, CKA_WRAP) == 0 && attr_bool(s, pub, CKA_VERIFY_RECOVER) == 0,
+              "%s PSS public key: CKA_VERIFY true; ENCRYPT, WRAP, VERIFY_RECOVER false", what);
+
+        /* What it can do: SHA256-RSA-PKCS-PSS and CKM_RSA_PKCS_PSS over a SHA-256 digest. */
+        k = pubkey(s, pub);
+        m = (CK_MECHANISM){ CKM_SHA256_RSA_PKCS_PSS, &p256, sizeof(p256) };
+        slen = sizeof(sig);
+        RV(CKR_OK, sign(s, &m, priv, msg, strlen(msg), sig, &slen), "%s PSS key: SHA256-RSA-PKCS-PSS",
+           what);
+        CHECK(k && slen == 256 && rsa_ok(k, EVP_sha256(), RSA_PKCS1_PSS_PADDING, 32, dig, dlen, sig, slen),
+              "... verified by OpenSSL");
+        RV(CKR_OK, f->C_VerifyInit(s, &m, pub), "%s PSS public key: C_VerifyInit(SHA256-RSA-PKCS-PSS)", what);
+        RV(CKR_OK, f->C_Verify(s, (CK_BYTE_PTR)msg, strlen(msg), sig, slen), "... C_Verify");
+        m.mechanism = CKM_RSA_PKCS_PSS;
+        slen = sizeof(sig);
+        RV(CKR_OK, sign(s, &m, priv, dig, dlen, sig, &slen), "%s PSS key: RSA-PKCS-PSS over SHA-256", what);
+        CHECK(k && rsa_ok(k, EVP_sha256(), RSA_PKCS1_PSS_PADDING, 32, dig, dlen, sig, slen),
+              "... verified by OpenSSL");
+        EVP_PKEY_free(k);
+
+        /* And what it cannot: every refusal is the key's, not a TPM error. */
+        m = (CK_MECHANISM){ CKM_RSA_PKCS, NULL, 0 };
+        RV(CKR_KEY_FUNCTION_NOT_PERMITTED, f->C_SignInit(s, &m, priv), "%s PSS key: no RSA-PKCS signing", what);
+        m.mechanism = CKM_SHA256_RSA_PKCS;
+        RV(CKR_KEY_FUNCTION_NOT_PERMITTED, f->C_SignInit(s, &m, priv), "... no SHA256-RSA-PKCS");
+        m.mechanism = CKM_RSA_X_509;
+        RV(CKR_KEY_FUNCTION_NOT_PERMITTED, f->C_SignInit(s, &m, priv), "... no raw RSA");
+        m = (CK_MECHANISM){ CKM_SHA384_RSA_PKCS_PSS, &p384, sizeof(p384) };
+        RV(CKR_KEY_FUNCTION_NOT_PERMITTED, f->C_SignInit(s, &m, priv), "... no SHA384-RSA-PKCS-PSS");
+        m.mechanism = CKM_RSA_PKCS_PSS;
+        RV(CKR_KEY_FUNCTION_NOT_PERMITTED, f->C_SignInit(s, &m, priv), "... no RSA-PKCS-PSS with SHA-384");
+        m = (CK_MECHANISM){ CKM_RSA_PKCS, NULL, 0 };
+        RV(CKR_KEY_FUNCTION_NOT_PERMITTED, f->C_DecryptInit(s, &m, priv), "%s PSS key: C_DecryptInit(RSA-PKCS) refused", what);
+        m = (CK_MECHANISM){ CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep) };
+        RV(CKR_KEY_FUNCTION_NOT_PERMITTED, f->C_DecryptInit(s, &m, priv), "... C_DecryptInit(OAEP) refused");
+        RV(CKR_KEY_FUNCTION_NOT_PERMITTED, f->C_EncryptInit(s, &m, pub), "... C_EncryptInit(OAEP) on its public key refused");
+        m = (CK_MECHANISM){ CKM_SHA256_RSA_PKCS, NULL, 0 };
+        RV(CKR_KEY_FUNCTION_NOT_PERMITTED, f->C_VerifyInit(s, &m, pub), "... C_VerifyInit(SHA256-RSA-PKCS) refused");
+        RV(CKR_OK, f->C_DestroyObject(s, priv), "destroy the %s PSS key", what);
+        if (!token)
+            f->C_CloseSession(s);
+    }
+
+    /* A key made without a restriction still does everything. */
+    CHECK(mechs_are(ts, rsa_priv, rsa_all, 14) && mechs_are(ts, rsa_pub, rsa_all, 14),
+          "unrestricted RSA key: all 14 RSA mechanisms allowed");
+    CHECK(attr_bool(ts, rsa_priv, CKA_DECRYPT) == 1 && attr_bool(ts, rsa_priv, CKA_SIGN) == 1 &&
+              attr_bool(ts, rsa_pub, CKA_ENCRYPT) == 1 && attr_bool(ts, rsa_pub, CKA_VERIFY) == 1,
+          "unrestricted RSA key: sign, decrypt, verify, encrypt");
+}
+
 static void test_derive_digest_random(CK_SESSION_HANDLE s)
 {
     /* ECDH against a software peer: both sides must agree. */
@@ -1500,6 +1613,7 @@ int main(int argc, char **argv)
     test_keygen(s);
     test_sign(s);
     test_decrypt(s);
+    test_pss_key(s);
     test_derive_digest_random(s);
     test_3_0(s);
     test_find_and_login_rules(s);

@@ -878,6 +878,11 @@ const char *tk_store_path(const tk_store *st)
     return st ? st->path : "";
 }
 
+const char *tk_store_readonly_reason(const tk_store *st)
+{
+    return st && st->readonly ? st->ro_why : "";
+}
+
 bool tk_store_is_readonly(const tk_store *st)
 {
     return !st || st->readonly;

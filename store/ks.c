@@ -582,7 +582,8 @@ tk_rc tk_ks_create_key_opts(tk_ks *ks, int64_t token_id, const char *label, tk_a
     if ((rc = label_free(ks, token_id, label)) != TK_OK)
         return rc;
     if (tk_store_is_readonly(ks->st))
-        return tk_fail(TK_ERR_READONLY, "the store %s is read-only", tk_store_path(ks->st));
+        return tk_fail(TK_ERR_READONLY, "the store %s is read-only (%s)", tk_store_path(ks->st),
+                       tk_store_readonly_reason(ks->st));
     if ((rc = tk_ks_key_auth_check(ks, token_id, auth)) != TK_OK)
         return rc;
     if ((rc = tk_tpm_supports(ks->tpm, alg)) != TK_OK)
@@ -627,7 +628,8 @@ tk_rc tk_ks_import_pkey(tk_ks *ks, int64_t token_id, const char *label, EVP_PKEY
     if ((rc = label_free(ks, token_id, label)) != TK_OK)
         return rc;
     if (tk_store_is_readonly(ks->st))
-        return tk_fail(TK_ERR_READONLY, "the store %s is read-only", tk_store_path(ks->st));
+        return tk_fail(TK_ERR_READONLY, "the store %s is read-only (%s)", tk_store_path(ks->st),
+                       tk_store_readonly_reason(ks->st));
     if ((rc = tk_ks_key_auth_check(ks, token_id, auth)) != TK_OK)
         return rc;
     if ((rc = key_new(token_id, label, auth, TK_ORIGIN_IMPORTED, &k)) != TK_OK)

@@ -16,6 +16,7 @@
  */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -349,6 +350,27 @@ static tk_rc no_tpm(tk_tpm *t, TSS2_RC r)
                    "and reachable? [%s]", t->tcti_conf, text);
 }
 
+/* The TCTI loader tries dlopen(NAME) first, which looks in every library folder in vain
+ * before it tries libtss2-tcti-NAME.so.0: hand it that library's name when it is there
+ * ("swtpm:port=2321" -> "libtss2-tcti-swtpm.so.0:port=2321").  NULL: use conf as is.
+ * *h: the library, held open until the loader has it (dlclose after). */
+static char *tcti_by_library(const char *conf, void **h)
+{
+    const char *colon = conf ? strchr(conf, ':') : NULL;
+    size_t n = conf ? (colon ? (size_t)(colon - conf) : strlen(conf)) : 0;
+    char lib[64], *out = NULL;
+
+    *h = NULL;
+    if (!n || n > 32 || memchr(conf, '/', n) || memchr(conf, '.', n))
+        return NULL;
+    snprintf(lib, sizeof(lib), "libtss2-tcti-%.*s.so.0", (int)n, conf);
+    if (!(*h = dlopen(lib, RTLD_LAZY | RTLD_LOCAL)))
+        return NULL;
+    if ((out = malloc(strlen(lib) + strlen(conf + n) + 1)))
+        sprintf(out, "%s%s", lib, conf + n);
+    return out;
+}
+
 /* Open the connection if needed (lazily, and again after a fork). Caller holds lock. */
 static tk_rc connect_tpm(tk_tpm *t)
 {
@@ -371,7 +393,12 @@ static tk_rc connect_tpm(tk_tpm *t)
     }
     /* tss2 logs to stderr by default; stay silent unless TPMKEYS_LOG asks for debug. */
     setenv("TSS2_LOG", tk_log_level() >= TK_LOG_DEBUG ? "all+WARNING" : "all+NONE", 0);
-    r = Tss2_TctiLdr_Initialize(t->tcti_conf, &t->tcti);
+    void *lib = NULL;
+    char *direct = tcti_by_library(t->tcti_conf, &lib);
+    r = Tss2_TctiLdr_Initialize(direct ? direct : t->tcti_conf, &t->tcti);
+    free(direct);
+    if (lib)
+        dlclose(lib);   /* the loader holds its own reference */
     if (r != TSS2_RC_SUCCESS) {
         t->tcti = NULL;
         return no_tpm(t, r);

@@ -145,6 +145,8 @@ tk_rc tk_store_open(const char *path, unsigned flags, tk_store **out);
 void tk_store_close(tk_store *st);
 const char *tk_store_path(const tk_store *st);
 bool tk_store_is_readonly(const tk_store *st);
+/* Why the store is read-only (for messages), "" when it is not. */
+const char *tk_store_readonly_reason(const tk_store *st);
 int tk_store_schema_version(tk_store *st);
 /* True when another connection changed the store since the previous call
  * (PRAGMA data_version); the first call returns true. */

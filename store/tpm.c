@@ -53,7 +53,8 @@
 typedef struct {
     uint8_t blobs[BLOBS_MAX];   /* the public blob, then the private one */
     size_t publen, privlen;
-    ESYS_TR handle;
+    TPM2_HANDLE tpm;            /* the TPM's handle: signatures go straight through SAPI */
+    ESYS_TR handle;             /* made when an ESYS command needs it, else ESYS_TR_NONE */
     uint64_t used;      /* LRU clock */
     bool persistent;    /* a persistent key: takes no transient slot, never flushed */
 } cache_entry;
@@ -249,10 +250,14 @@ const char *tk_tpm_tcti(const tk_tpm *t)
 /* Give back a cached handle: flush a loaded key, only close a persistent one. */
 static void cache_release(tk_tpm *t, cache_entry *e)
 {
+    TSS2_SYS_CONTEXT *sys = NULL;
+
     if (e->persistent)
         Esys_TR_Close(t->esys, &e->handle);
-    else
+    else if (e->handle != ESYS_TR_NONE)
         Esys_FlushContext(t->esys, e->handle);
+    else if (Esys_GetSysContext(t->esys, &sys) == TSS2_RC_SUCCESS)
+        Tss2_Sys_FlushContext(sys, e->tpm);
 }
 
 static void cache_drop_all(tk_tpm *t, bool flush)
@@ -585,10 +590,11 @@ static void cache_make_room(tk_tpm *t)
     t->cache[0] = t->cache[--t->ncache];
 }
 
-static void cache_forget(tk_tpm *t, ESYS_TR h)
+/* Drop the entry of an ESYS handle, or (h == ESYS_TR_NONE) of a TPM handle. */
+static void cache_forget(tk_tpm *t, ESYS_TR h, TPM2_HANDLE th)
 {
     for (size_t i = 0; i < t->ncache; i++)
-        if (t->cache[i].handle == h) {
+        if (h != ESYS_TR_NONE ? t->cache[i].handle == h : t->cache[i].tpm == th) {
             cache_release(t, &t->cache[i]);
             t->cache[i] = t->cache[--t->ncache];
             return;
@@ -603,7 +609,41 @@ void tk_tpm_flush_cache(tk_tpm *t)
     pthread_mutex_unlock(&t->lock);
 }
 
-/* TPM2_Load under the SRK, evicting cached keys while the TPM is out of slots. */
+/* TPM2_Load under the SRK straight through SAPI (a password session: the SRK has an empty
+ * auth value), evicting cached keys while the TPM is out of slots; the object is ours to
+ * flush.  ESYS would hash the name on the way, through a library context it builds for
+ * that hash alone: 1-2 ms on every process's first signature.  TK_ERR_TPM with *r set:
+ * the TPM failed, the caller maps *r. */
+static tk_rc sapi_load(tk_tpm *t, const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv,
+                       TPM2_HANDLE *h, TSS2_RC *r)
+{
+    TSS2L_SYS_AUTH_COMMAND pw = { .count = 1, .auths = { { .sessionHandle = TPM2_RH_PW } } };
+    TSS2L_SYS_AUTH_RESPONSE ra = { .count = 0 };
+    TPM2B_NAME name = { .size = 0 };
+    TSS2_SYS_CONTEXT *sys = NULL;
+
+    if ((*r = Esys_GetSysContext(t->esys, &sys)) != TSS2_RC_SUCCESS)
+        return TK_ERR_TPM;
+    for (int i = 0;; i++) {
+        *r = Tss2_Sys_Load(sys, TK_SRK_HANDLE, &pw, priv, pub, h, &name, &ra);
+        if (is_tpm_layer(*r) && tpm_code(*r) == TPM2_RC_OBJECT_MEMORY && cache_evict_lru(t))
+            continue;
+        if (!should_retry(*r, i))
+            break;
+    }
+    return *r == TSS2_RC_SUCCESS ? TK_OK : TK_ERR_TPM;
+}
+
+/* The message for a failed sapi_load. */
+static tk_rc load_fail(tk_tpm *t, TSS2_RC r)
+{
+    if (is_tpm_layer(r) && tpm_code(r) == TPM2_RC_HANDLE && (r & TPM2_RC_H) &&
+        (r & TPM2_RC_N_MASK) == TPM2_RC_1)
+        return tk_fail(TK_ERR_NOT_FOUND, "no storage root key at 0x81000001: run `tpmkeys init`");
+    return tpm_fail(t, r, "loading the key into the TPM");
+}
+
+/* TPM2_Load under the SRK through ESYS (objects used once by ESYS commands). */
 static tk_rc load_blobs(tk_tpm *t, const tk_buf *pubb, const tk_buf *privb, ESYS_TR *h)
 {
     TPM2B_PUBLIC pub;
@@ -713,11 +753,16 @@ out:
     return rc;
 }
 
-/* A loaded handle for the key (from the cache when hot). */
-static tk_rc key_handle(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, ESYS_TR *h)
+/* The cache entry of a loaded key (loaded now when it is not there): its index. */
+static tk_rc key_entry(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, size_t *idx)
 {
+    TPM2B_PUBLIC p;
+    TPM2B_PRIVATE q;
     cache_entry *e;
+    ESYS_TR h = ESYS_TR_NONE;
+    TPM2_HANDLE th = 0;
     uint8_t id[32];
+    TSS2_RC r;
     tk_rc rc;
 
     if ((rc = connect_tpm(t)) != TK_OK)
@@ -731,38 +776,82 @@ static tk_rc key_handle(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, ESYS_T
             !memcmp(e->blobs, pub->data, pub->len) &&
             (!priv->len || !memcmp(e->blobs + pub->len, priv->data, priv->len))) {
             e->used = ++t->clock;
-            *h = e->handle;
+            *idx = i;
             return TK_OK;
         }
     }
     if (!priv->len) {
         blob_id(pub, priv, id);
-        rc = persistent_open(t, pub, id, h);
+        if ((rc = persistent_open(t, pub, id, &h)) != TK_OK)
+            return rc;
+        if ((r = Esys_TR_GetTpmHandle(t->esys, h, &th)) != TSS2_RC_SUCCESS) {
+            Esys_TR_Close(t->esys, &h);
+            return tpm_fail(t, r, "opening the persistent key");
+        }
     } else {
-        rc = load_blobs(t, pub, priv, h);
+        if ((rc = tk_public_unmarshal(pub, &p)) != TK_OK ||
+            (rc = tk_private_unmarshal(priv, &q)) != TK_OK)
+            return rc;
+        if (sapi_load(t, &p, &q, &th, &r) != TK_OK)
+            return load_fail(t, r);
     }
-    if (rc != TK_OK)
-        return rc;
     cache_make_room(t);
+    *idx = t->ncache;
     e = &t->cache[t->ncache++];
     memcpy(e->blobs, pub->data, pub->len);
     if (priv->len)
         memcpy(e->blobs + pub->len, priv->data, priv->len);
     e->publen = pub->len;
     e->privlen = priv->len;
-    e->handle = *h;
+    e->tpm = th;
+    e->handle = h;
     e->used = ++t->clock;
     e->persistent = !priv->len;
     return TK_OK;
 }
 
+/* The key's TPM handle (SAPI commands). */
+static tk_rc key_tpm_handle(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, TPM2_HANDLE *th)
+{
+    size_t i;
+    tk_rc rc = key_entry(t, pub, priv, &i);
+
+    if (rc == TK_OK)
+        *th = t->cache[i].tpm;
+    return rc;
+}
+
+/* The key as an ESYS_TR (ESYS commands), made from its TPM handle on first need. */
+static tk_rc key_handle(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, ESYS_TR *h)
+{
+    cache_entry *e;
+    size_t i;
+    TSS2_RC r;
+    tk_rc rc = key_entry(t, pub, priv, &i);
+
+    if (rc != TK_OK)
+        return rc;
+    e = &t->cache[i];
+    if (e->handle == ESYS_TR_NONE) {
+        r = Esys_TR_FromTPMPublic(t->esys, e->tpm, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                  &e->handle);
+        if (r != TSS2_RC_SUCCESS) {
+            e->handle = ESYS_TR_NONE;
+            cache_forget(t, ESYS_TR_NONE, e->tpm);
+            return tpm_fail(t, r, "opening the loaded key");
+        }
+    }
+    *h = e->handle;
+    return TK_OK;
+}
+
 /* After a command on a cached key failed in a way that may leave the handle stale. */
-static void key_failed(tk_tpm *t, ESYS_TR h, TSS2_RC r)
+static void key_failed(tk_tpm *t, ESYS_TR h, TPM2_HANDLE th, TSS2_RC r)
 {
     if (!t->esys)
         return;
     if (is_tpm_layer(r) && (tpm_code(r) == TPM2_RC_HANDLE || tpm_code(r) == TPM2_RC_REFERENCE_H0))
-        cache_forget(t, h);
+        cache_forget(t, h, th);
 }
 
 /* ------------------------------------------------------------------ SRK */
@@ -1230,7 +1319,7 @@ static tk_rc key_end(tk_tpm *t, ESYS_TR h, ESYS_TR sess, TSS2_RC r, const char *
 {
     if (r == TSS2_RC_SUCCESS)
         return TK_OK;
-    key_failed(t, h, r);
+    key_failed(t, h, 0, r);
     if (sess != ESYS_TR_PASSWORD)
         session_reset(t);
     return tpm_fail(t, r, what);
@@ -1550,12 +1639,12 @@ static TSS2_RC prepare_sign(TSS2_SYS_CONTEXT *sys, const void *arg)
 }
 
 /* TPM2_Sign authorized through our session (errors as raw_command). */
-static tk_rc raw_sign(tk_tpm *t, ESYS_TR key, const TPM2B_PUBLIC *pub, const tk_secret *auth,
+static tk_rc raw_sign(tk_tpm *t, TPM2_HANDLE key, const TPM2B_PUBLIC *pub, const tk_secret *auth,
                       const TPM2B_DIGEST *d,
                       const TPMT_SIG_SCHEME *ss, const TPMT_TK_HASHCHECK *check,
                       TPMT_SIGNATURE *sig, TSS2_RC *r)
 {
-    struct sign_args a = { .d = d, .ss = ss, .check = check };
+    struct sign_args a = { .key = key, .d = d, .ss = ss, .check = check };
     TSS2_SYS_CONTEXT *sys = NULL;
     TPM2B_NAME name;
     TPM2B_NONCE caller;
@@ -1566,8 +1655,7 @@ static tk_rc raw_sign(tk_tpm *t, ESYS_TR key, const TPM2B_PUBLIC *pub, const tk_
      * fresh OpenSSL library context on every call). */
     if ((rc = tk_public_name(pub, &name)) != TK_OK)
         return rc;
-    if ((*r = Esys_GetSysContext(t->esys, &sys)) != TSS2_RC_SUCCESS ||
-        (*r = Esys_TR_GetTpmHandle(t->esys, key, &a.key)) != TSS2_RC_SUCCESS)
+    if ((*r = Esys_GetSysContext(t->esys, &sys)) != TSS2_RC_SUCCESS)
         return TK_ERR_TPM;
     rc = raw_command(t, sys, TPM2_CC_Sign, &name, auth, TPMA_SESSION_CONTINUESESSION,
                      prepare_sign, &a, &caller, r);
@@ -1576,28 +1664,29 @@ static tk_rc raw_sign(tk_tpm *t, ESYS_TR key, const TPM2B_PUBLIC *pub, const tk_
     return rc;
 }
 
-static TSS2_RC prepare_unseal(TSS2_SYS_CONTEXT *sys, const void *arg)
-{
-    return Tss2_Sys_Unseal_Prepare(sys, *(const TPM2_HANDLE *)arg);
-}
-
-/* TPM2_Load under the SRK straight through SAPI (a password session: the SRK has an empty
- * auth value); the object is ours to flush.  ESYS would hash the name on the way. */
-static tk_rc raw_load(tk_tpm *t, TSS2_SYS_CONTEXT *sys, const TPM2B_PUBLIC *pub,
-                      const TPM2B_PRIVATE *priv, TPM2_HANDLE *h, TSS2_RC *r)
+/* TPM2_Sign with a key without auth: a password session with the empty password, straight
+ * through SAPI (nothing secret crosses; no session crypto).  Errors as raw_command. */
+static tk_rc sapi_sign(tk_tpm *t, TPM2_HANDLE key, const TPM2B_DIGEST *d,
+                       const TPMT_SIG_SCHEME *ss, const TPMT_TK_HASHCHECK *check,
+                       TPMT_SIGNATURE *sig, TSS2_RC *r)
 {
     TSS2L_SYS_AUTH_COMMAND pw = { .count = 1, .auths = { { .sessionHandle = TPM2_RH_PW } } };
     TSS2L_SYS_AUTH_RESPONSE ra = { .count = 0 };
-    TPM2B_NAME name = { .size = sizeof(name.name) };
+    TSS2_SYS_CONTEXT *sys = NULL;
 
+    if ((*r = Esys_GetSysContext(t->esys, &sys)) != TSS2_RC_SUCCESS)
+        return TK_ERR_TPM;
     for (int i = 0;; i++) {
-        *r = Tss2_Sys_Load(sys, TK_SRK_HANDLE, &pw, priv, pub, h, &name, &ra);
-        if (is_tpm_layer(*r) && tpm_code(*r) == TPM2_RC_OBJECT_MEMORY && cache_evict_lru(t))
-            continue;
+        *r = Tss2_Sys_Sign(sys, key, &pw, d, ss, check, sig, &ra);
         if (!should_retry(*r, i))
             break;
     }
     return *r == TSS2_RC_SUCCESS ? TK_OK : TK_ERR_TPM;
+}
+
+static TSS2_RC prepare_unseal(TSS2_SYS_CONTEXT *sys, const void *arg)
+{
+    return Tss2_Sys_Unseal_Prepare(sys, *(const TPM2_HANDLE *)arg);
 }
 
 /* Unseal through our session, the answer encrypted.  TK_ERR_UNSUPPORTED: the SRK
@@ -1624,7 +1713,7 @@ static tk_rc raw_unseal(tk_tpm *t, const tk_buf *pubb, const tk_buf *privb,
     /* Salt first: an SRK we cannot salt to must not cost a Load. */
     if (!t->raw.handle && (rc = raw_start(t, sys, r)) != TK_OK)
         return rc;
-    if ((rc = raw_load(t, sys, &pub, &priv, &h, r)) != TK_OK)
+    if ((rc = sapi_load(t, &pub, &priv, &h, r)) != TK_OK)
         return rc;
     rc = raw_command(t, sys, TPM2_CC_Unseal, &name, auth,
                      TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT, prepare_unseal, &h,
@@ -1686,18 +1775,22 @@ tk_rc tk_tpm_sign(tk_tpm *t, const tk_buf *pub, const tk_buf *priv, const tk_sec
     memcpy(d.buffer, digest, dlen);
 
     pthread_mutex_lock(&t->lock);
-    if (auth && auth->len && !t->raw.off) {
-        /* A key with auth: through our own salted HMAC session (see raw_sign). */
+    bool with_auth = auth && auth->len;
+    if (!with_auth || !t->raw.off) {
+        /* Straight through SAPI: a password session for keys without auth, our own salted
+         * HMAC session for keys with one (see raw_sign). */
         TPMT_SIGNATURE rs;
-        if ((rc = key_handle(t, pub, priv, &h)) != TK_OK)
+        TPM2_HANDLE th = 0;
+        if ((rc = key_tpm_handle(t, pub, priv, &th)) != TK_OK)
             goto out;
-        rc = raw_sign(t, h, &p, auth, &d, &ss, &check, &rs, &r);
-        if (rc == TK_ERR_UNSUPPORTED) {
+        rc = with_auth ? raw_sign(t, th, &p, auth, &d, &ss, &check, &rs, &r)
+                       : sapi_sign(t, th, &d, &ss, &check, &rs, &r);
+        if (rc == TK_ERR_UNSUPPORTED && with_auth) {
             t->raw.off = true;   /* an SRK we cannot salt to: ESYS's sessions below */
             tk_clear_error();
         } else {
             if (rc == TK_ERR_TPM && r != TSS2_RC_SUCCESS) {
-                key_failed(t, h, r);
+                key_failed(t, ESYS_TR_NONE, th, r);
                 rc = tpm_fail(t, r, "signing in the TPM");
             }
             if (rc == TK_OK)

@@ -238,9 +238,15 @@ fi
 # process that repeats the cold start WARM + 1 times and reports the median of all but
 # the first.
 cold_one() {
-    local impl=$1 run=$2 reps=1 cmd out m phases=(load init open login find total)
+    local impl=$1 run=$2 reps=1 cmd out m phases=(load init open login find total) pre=()
     [ "${3:-}" = --warm ] && reps=$((WARM + 1))
+    # IMPL+libs: the same with the module's libraries already in the process (LD_PRELOAD),
+    # as in a host linked with them: what is left is the module's own start-up.
     case $impl in
+        tpmkeys-*+libs) pre=(env LD_PRELOAD="$(deps_of "$MOD")") ;;
+        tpm2-pkcs11-*+libs) pre=(env LD_PRELOAD="$(deps_of "$PEER_P11")") ;;
+    esac
+    case ${impl%+libs} in
         tpmkeys-p11) cmd=("$B/p11bench" --module "$MOD" --label ec) ;;
         tpmkeys-p11-pin) cmd=("$B/p11bench" --module "$MOD" --label ecpin --pin-env BENCH_PIN) ;;
         tpm2-pkcs11-pin)
@@ -248,7 +254,7 @@ cold_one() {
         tpmkeys-ossl) cmd=("${OURS_OSSL[@]}" --key tpmkeys:object=ec) phases=(load open total) ;;
         tpm2-openssl) cmd=("${PEER_OSSL_CMD[@]}" --key peer-ec.pem) phases=(load open total) ;;
     esac
-    out=$(brun "${cmd[@]}" --seconds 0 --cold "$reps") || return 0
+    out=$(brun "${pre[@]}" "${cmd[@]}" --seconds 0 --cold "$reps") || return 0
     if [ "$reps" -gt 1 ]; then
         rec warm "$impl" ec total_ms "$(field warm_total_ms "$out")" ms "$run"
         return 0
@@ -258,8 +264,12 @@ cold_one() {
     done
     rec cold "$impl" ec crypto_init_ms "$(field crypto_init_ms "$out")" ms "$run"
 }
-COLD_ALL=(tpmkeys-p11 tpmkeys-p11-pin)
-[ -z "$PEER_P11" ] || COLD_ALL+=(tpm2-pkcs11-pin)
+# deps_of LIB: the shared libraries LIB needs, except the C library and the loader.
+deps_of() {
+    ldd "$1" 2>/dev/null | awk '$3 ~ /^\// && $1 !~ /^(libc|ld-linux|libm|libpthread|libdl)[.-]/ { printf "%s%s", sep, $3; sep = ":" }'
+}
+COLD_ALL=(tpmkeys-p11 tpmkeys-p11-pin tpmkeys-p11+libs tpmkeys-p11-pin+libs)
+[ -z "$PEER_P11" ] || COLD_ALL+=(tpm2-pkcs11-pin tpm2-pkcs11-pin+libs)
 COLD_ALL+=(tpmkeys-ossl)
 [ "$PEER_OSSL" = 0 ] || COLD_ALL+=(tpm2-openssl)
 if want cold; then
@@ -645,15 +655,20 @@ if has("cold"):
     print(f"warm: the same steps repeated inside one process (module pinned, tss2 set up), median of {C['warm']}.")
     print(f"{'':18} {'load':>6} {'init':>6} {'open':>6} {'login':>6} {'find':>6} {'total':>7} {'warm':>6}"
           f" {'/tpm2-pkcs11':>13}  {'target':>10}")
-for impl in ("tpmkeys-p11", "tpmkeys-p11-pin", "tpm2-pkcs11-pin"):
+for impl in ("tpmkeys-p11", "tpmkeys-p11-pin", "tpm2-pkcs11-pin", "tpmkeys-p11+libs",
+             "tpmkeys-p11-pin+libs", "tpm2-pkcs11-pin+libs"):
     t = get("cold", impl, "ec", "total_ms")
     if t is None:
         continue
+    if impl == "tpmkeys-p11+libs":
+        print("The same with the module's libraries (libcrypto, sqlite, tss2 ...) already in the process")
+        print("(LD_PRELOAD), as in a host linked with them: the module's own start-up.")
     parts = " ".join(fmt(get("cold", impl, "ec", m + "_ms"), "6.2f", 6)
                      for m in ("load", "init", "open", "login", "find"))
-    rel = paired("cold", impl, "tpm2-pkcs11-pin", "ec", "total_ms") if impl.startswith("tpmkeys") else None
+    peer = "tpm2-pkcs11-pin+libs" if impl.endswith("+libs") else "tpm2-pkcs11-pin"
+    rel = paired("cold", impl, peer, "ec", "total_ms") if impl.startswith("tpmkeys") else None
     tg = ""
-    if impl.startswith("tpmkeys"):
+    if impl.startswith("tpmkeys") and not impl.endswith("+libs"):
         tg = target(f"cold {impl} load..find", t, "<=", 5, " ms")
     print(f"{impl:18} {parts} {t:7.2f} {fmt(get('warm', impl, 'ec', 'total_ms'), '6.2f', 6)}"
           f" {fmt(rel, '13.2f', 13)}  {tg}")

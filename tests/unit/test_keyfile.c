@@ -2,7 +2,10 @@
 /* tk_keyfile_parse_private against key files made here by the openssl CLI and ssh-keygen. */
 #include "config.h"
 
+#include <time.h>
+
 #include <openssl/core_names.h>
+#include <openssl/x509.h>
 
 #include "crypto_test.h"
 #include "tpmkeys.h"
@@ -175,6 +178,51 @@ static void test_encrypted(void)
                "traditional encrypted EC PEM, right passphrase");
     expect_fail("p384.enc.sec1.pem", &pass_wrong, TK_ERR_PASSPHRASE, "wrong passphrase",
                 "traditional encrypted EC PEM, wrong passphrase");
+}
+
+/* An encrypted PKCS#8 key whose PBKDF2 asks for iter iterations, built without running
+ * the key derivation (the encrypted octets are noise: the count must be refused first). */
+static bool write_pbkdf2_key(const char *file, int iter)
+{
+    unsigned char salt[16] = { 1 }, iv[16] = { 2 }, noise[48] = { 3 };
+    X509_ALGOR *pbe = PKCS5_pbe2_set_iv(EVP_aes_256_cbc(), iter, salt, sizeof(salt), iv,
+                                        NID_hmacWithSHA256);
+    X509_SIG *sig = X509_SIG_new();
+    X509_ALGOR *alg = NULL;
+    ASN1_OCTET_STRING *data = NULL;
+    char path[512];
+    FILE *f = NULL;
+    bool ok = false;
+
+    snprintf(path, sizeof(path), "%s/%s", t_dir, file);
+    if (pbe && sig) {
+        X509_SIG_getm(sig, &alg, &data);
+        ok = X509_ALGOR_copy(alg, pbe) && ASN1_OCTET_STRING_set(data, noise, sizeof(noise)) &&
+             (f = fopen(path, "w")) && PEM_write_PKCS8(f, sig);
+    }
+    if (f)
+        ok = !fclose(f) && ok;
+    X509_ALGOR_free(pbe);
+    X509_SIG_free(sig);
+    return ok;
+}
+
+static void test_costly_kdf(void)
+{
+    time_t t0 = time(NULL);
+
+    check(write_pbkdf2_key("huge-iter.p8.pem", 0x7fffffff),
+          "an encrypted PKCS#8 key asking for 2^31-1 PBKDF2 iterations");
+    expect_fail("huge-iter.p8.pem", &pass_right, TK_ERR_UNSUPPORTED,
+                "asks for 2147483647 key-derivation iterations",
+                "2^31-1 PBKDF2 iterations are refused");
+    check(time(NULL) - t0 < 5, "refused at once, not after the key derivation");
+    check(write_pbkdf2_key("ok-iter.p8.pem", 20000000),
+          "an encrypted PKCS#8 key asking for 20,000,000 iterations (the limit)");
+    /* At the limit the count passes and the (noise) ciphertext fails to decrypt; the
+     * derivation itself is not waited for: no passphrase, so nothing is derived. */
+    expect_fail("ok-iter.p8.pem", NULL, TK_ERR_PASSPHRASE, "is encrypted",
+                "20,000,000 iterations pass the limit (then ask for the passphrase)");
 }
 
 static void test_corrupt(void)
@@ -377,6 +425,7 @@ int main(void)
 
     test_plain_formats();
     test_encrypted();
+    test_costly_kdf();
     test_corrupt();
     test_unsupported();
     test_openssh();

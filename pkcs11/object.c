@@ -1373,20 +1373,34 @@ CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ULONG_PTR siz
     return rv;
 }
 
+/* The CKA_LABEL (a new string, or NULL) and CKA_ID (or NULL) a template sets. */
+static CK_RV template_label_id(const CK_ATTRIBUTE *t, CK_ULONG n, char **label,
+                               const CK_ATTRIBUTE **id)
+{
+    CK_RV rv;
+
+    *label = NULL;
+    *id = p11_tmpl_find(t, n, CKA_ID);
+    if ((rv = p11_tmpl_string(t, n, CKA_LABEL, label)) != CKR_OK)
+        return rv;
+    if (*id && !(*id)->pValue && (*id)->ulValueLen) {
+        free(*label);
+        *label = NULL;
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    return CKR_OK;
+}
+
 /* CKA_LABEL / CKA_ID of a store key from a template, written back to the store. */
 CK_RV p11_key_apply_template(tk_key *k, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
-    const CK_ATTRIBUTE *id = p11_tmpl_find(t, n, CKA_ID);
-    char *label = NULL;
+    const CK_ATTRIBUTE *id;
+    char *label;
     tk_rc rc;
     CK_RV rv;
 
-    if ((rv = p11_tmpl_string(t, n, CKA_LABEL, &label)) != CKR_OK)
+    if ((rv = template_label_id(t, n, &label, &id)) != CKR_OK)
         return rv;
-    if (id && !id->pValue && id->ulValueLen) {
-        free(label);
-        return CKR_ATTRIBUTE_VALUE_INVALID;
-    }
     if (!label && !id)
         return CKR_OK;
     if (label) {
@@ -1410,18 +1424,14 @@ CK_RV p11_key_apply_template(tk_key *k, const CK_ATTRIBUTE *t, CK_ULONG n)
 /* CKA_LABEL / CKA_ID of a row of the objects table. */
 static CK_RV store_object_apply_template(const p11_object *o, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
-    const CK_ATTRIBUTE *id = p11_tmpl_find(t, n, CKA_ID);
+    const CK_ATTRIBUTE *id;
     tk_obj *so = NULL;
-    char *label = NULL;
+    char *label;
     tk_rc rc;
     CK_RV rv;
 
-    if ((rv = p11_tmpl_string(t, n, CKA_LABEL, &label)) != CKR_OK)
+    if ((rv = template_label_id(t, n, &label, &id)) != CKR_OK)
         return rv;
-    if (id && !id->pValue && id->ulValueLen) {
-        free(label);
-        return CKR_ATTRIBUTE_VALUE_INVALID;
-    }
     if (!label && !id)
         return CKR_OK;
     if ((rc = tk_obj_get(tk_ks_store(p11.ks), o->obj_id, &so)) != TK_OK) {

@@ -1541,29 +1541,38 @@ tk_rc tk_token_count_fail(tk_store *st, int64_t token_id, int which, bool reset,
     return rc;
 }
 
-tk_rc tk_token_delete(tk_store *st, int64_t id)
+/* Delete one row by id in its own transaction; TK_ERR_NOT_FOUND when there is none.
+ * sql: the DELETE statement; noun: "token", "key", "object" (for messages). */
+static tk_rc delete_row(tk_store *st, int64_t id, const char *sql, const char *noun)
 {
     sqlite3_stmt *s = NULL;
+    char what[48];
     tk_rc rc;
 
+    snprintf(what, sizeof(what), "deleting %s %s", noun[0] == 'o' ? "an" : "a", noun);
     if (!st)
-        return tk_fail(TK_ERR_INVALID, "tk_token_delete: no store");
+        return tk_fail(TK_ERR_INVALID, "%s: no store", what);
     if ((rc = enter(st)) != TK_OK)
         return rc;
-    if ((rc = tx_begin(st, "deleting a token")) == TK_OK) {
-        rc = prep(st, "DELETE FROM tokens WHERE id = ?1", &s, "deleting a token");
+    if ((rc = tx_begin(st, what)) == TK_OK) {
+        rc = prep(st, sql, &s, what);
         if (rc == TK_OK) {
             sqlite3_bind_int64(s, 1, id);
-            rc = step_done(st, s, NULL, "deleting a token");
+            rc = step_done(st, s, NULL, what);
             if (rc == TK_OK && sqlite3_changes(st->db) == 0)
-                rc = tk_fail(TK_ERR_NOT_FOUND, "there is no token #%lld in the store %s",
+                rc = tk_fail(TK_ERR_NOT_FOUND, "there is no %s #%lld in the store %s", noun,
                              (long long)id, st->path);
         }
         sqlite3_finalize(s);
-        rc = tx_end(st, rc, "deleting a token");
+        rc = tx_end(st, rc, what);
     }
     leave(st);
     return rc;
+}
+
+tk_rc tk_token_delete(tk_store *st, int64_t id)
+{
+    return delete_row(st, id, "DELETE FROM tokens WHERE id = ?1", "token");
 }
 
 /* ------------------------------------------------------------------ keys */
@@ -1661,10 +1670,18 @@ static tk_rc key_from_row(tk_store *st, sqlite3_stmt *s, tk_key **out)
     return rc;
 }
 
-static tk_rc fetch_keys_ex(tk_store *st, sqlite3_stmt *s, size_t max, tk_key ***out,
-                           size_t *n, const char *what, size_t *damaged)
+/* The rows a statement yields, at most max, as an array of pointers of one type (tk_key *,
+ * tk_obj * ...) with elem = the size of one: row() makes one into the slot it is given,
+ * free_slot() frees the one in a slot.  damaged: rows that do not pass row()'s checks
+ * (TK_ERR_STORE) are left out, counted and named in the log instead of failing the whole
+ * list (NULL: they fail it). */
+typedef tk_rc (*row_fn)(tk_store *st, sqlite3_stmt *s, void *slot);
+
+static tk_rc fetch_rows(tk_store *st, sqlite3_stmt *s, size_t max, row_fn row,
+                        void (*free_slot)(void *slot), size_t elem, void **out, size_t *n,
+                        const char *what, size_t *damaged)
 {
-    tk_key **v = NULL, **nv;
+    unsigned char *v = NULL, *nv;
     size_t cnt = 0, cap = 0;
     tk_rc rc = TK_OK;
     int src;
@@ -1672,13 +1689,13 @@ static tk_rc fetch_keys_ex(tk_store *st, sqlite3_stmt *s, size_t max, tk_key ***
     for (src = step_first(s); src == SQLITE_ROW && cnt < max; src = sqlite3_step(s)) {
         if (cnt == cap) {
             cap = cap ? 2 * cap : 16;
-            if (!(nv = realloc(v, cap * sizeof(*v)))) {
+            if (!(nv = realloc(v, cap * elem))) {
                 rc = tk_fail(TK_ERR_NOMEM, "out of memory");
                 break;
             }
             v = nv;
         }
-        if ((rc = key_from_row(st, s, &v[cnt])) != TK_OK) {
+        if ((rc = row(st, s, v + cnt * elem)) != TK_OK) {
             if (rc == TK_ERR_STORE && damaged) {
                 /* Left out, counted and named: the caller decides what to say. */
                 tk_warn("%s", tk_errmsg());
@@ -1693,12 +1710,35 @@ static tk_rc fetch_keys_ex(tk_store *st, sqlite3_stmt *s, size_t max, tk_key ***
     if (rc == TK_OK && src != SQLITE_ROW && src != SQLITE_DONE)
         rc = db_fail(st, src, what);
     if (rc != TK_OK) {
-        tk_key_list_free(v, cnt);
+        for (size_t i = 0; i < cnt; i++)
+            free_slot(v + i * elem);
+        free(v);
         return rc;
     }
     *out = v;
     *n = cnt;
     return TK_OK;
+}
+
+static tk_rc key_row(tk_store *st, sqlite3_stmt *s, void *slot)
+{
+    return key_from_row(st, s, (tk_key **)slot);
+}
+
+static void key_free_slot(void *slot)
+{
+    tk_key_free(*(tk_key **)slot);
+}
+
+static tk_rc fetch_keys_ex(tk_store *st, sqlite3_stmt *s, size_t max, tk_key ***out,
+                           size_t *n, const char *what, size_t *damaged)
+{
+    void *v = NULL;
+    tk_rc rc = fetch_rows(st, s, max, key_row, key_free_slot, sizeof(tk_key *), &v, n, what,
+                          damaged);
+    if (rc == TK_OK)
+        *out = v;
+    return rc;
 }
 
 static tk_rc fetch_keys(tk_store *st, sqlite3_stmt *s, size_t max, tk_key ***out, size_t *n,
@@ -2007,27 +2047,7 @@ tk_rc tk_key_update(tk_store *st, const tk_key *k)
 
 tk_rc tk_key_delete(tk_store *st, int64_t id)
 {
-    sqlite3_stmt *s = NULL;
-    tk_rc rc;
-
-    if (!st)
-        return tk_fail(TK_ERR_INVALID, "tk_key_delete: no store");
-    if ((rc = enter(st)) != TK_OK)
-        return rc;
-    if ((rc = tx_begin(st, "deleting a key")) == TK_OK) {
-        rc = prep(st, "DELETE FROM keys WHERE id = ?1", &s, "deleting a key");
-        if (rc == TK_OK) {
-            sqlite3_bind_int64(s, 1, id);
-            rc = step_done(st, s, NULL, "deleting a key");
-            if (rc == TK_OK && sqlite3_changes(st->db) == 0)
-                rc = tk_fail(TK_ERR_NOT_FOUND, "there is no key #%lld in the store %s",
-                             (long long)id, st->path);
-        }
-        sqlite3_finalize(s);
-        rc = tx_end(st, rc, "deleting a key");
-    }
-    leave(st);
-    return rc;
+    return delete_row(st, id, "DELETE FROM keys WHERE id = ?1", "key");
 }
 
 /* ------------------------------------------------------------------ standalone objects */
@@ -2177,43 +2197,25 @@ static tk_rc obj_from_row(tk_store *st, sqlite3_stmt *s, tk_obj **out)
     return rc;
 }
 
+static tk_rc obj_row(tk_store *st, sqlite3_stmt *s, void *slot)
+{
+    return obj_from_row(st, s, (tk_obj **)slot);
+}
+
+static void obj_free_slot(void *slot)
+{
+    tk_obj_free(*(tk_obj **)slot);
+}
+
 static tk_rc fetch_objs(tk_store *st, sqlite3_stmt *s, tk_obj ***out, size_t *n,
                         const char *what, size_t *damaged)
 {
-    tk_obj **v = NULL, **nv;
-    size_t cnt = 0, cap = 0;
-    tk_rc rc = TK_OK;
-    int src;
-
-    for (src = step_first(s); src == SQLITE_ROW; src = sqlite3_step(s)) {
-        if (cnt == cap) {
-            cap = cap ? 2 * cap : 16;
-            if (!(nv = realloc(v, cap * sizeof(*v)))) {
-                rc = tk_fail(TK_ERR_NOMEM, "out of memory");
-                break;
-            }
-            v = nv;
-        }
-        if ((rc = obj_from_row(st, s, &v[cnt])) != TK_OK) {
-            if (rc == TK_ERR_STORE && damaged) {
-                tk_warn("%s", tk_errmsg());
-                (*damaged)++;
-                rc = TK_OK;
-                continue;
-            }
-            break;
-        }
-        cnt++;
-    }
-    if (rc == TK_OK && src != SQLITE_ROW && src != SQLITE_DONE)
-        rc = db_fail(st, src, what);
-    if (rc != TK_OK) {
-        tk_obj_list_free(v, cnt);
-        return rc;
-    }
-    *out = v;
-    *n = cnt;
-    return TK_OK;
+    void *v = NULL;
+    tk_rc rc = fetch_rows(st, s, SIZE_MAX, obj_row, obj_free_slot, sizeof(tk_obj *), &v, n,
+                          what, damaged);
+    if (rc == TK_OK)
+        *out = v;
+    return rc;
 }
 
 tk_rc tk_obj_get(tk_store *st, int64_t id, tk_obj **out)
@@ -2358,25 +2360,5 @@ tk_rc tk_obj_update(tk_store *st, const tk_obj *o)
 
 tk_rc tk_obj_delete(tk_store *st, int64_t id)
 {
-    sqlite3_stmt *s = NULL;
-    tk_rc rc;
-
-    if (!st)
-        return tk_fail(TK_ERR_INVALID, "tk_obj_delete: no store");
-    if ((rc = enter(st)) != TK_OK)
-        return rc;
-    if ((rc = tx_begin(st, "deleting an object")) == TK_OK) {
-        rc = prep(st, "DELETE FROM objects WHERE id = ?1", &s, "deleting an object");
-        if (rc == TK_OK) {
-            sqlite3_bind_int64(s, 1, id);
-            rc = step_done(st, s, NULL, "deleting an object");
-            if (rc == TK_OK && sqlite3_changes(st->db) == 0)
-                rc = tk_fail(TK_ERR_NOT_FOUND, "there is no object #%lld in the store %s",
-                             (long long)id, st->path);
-        }
-        sqlite3_finalize(s);
-        rc = tx_end(st, rc, "deleting an object");
-    }
-    leave(st);
-    return rc;
+    return delete_row(st, id, "DELETE FROM objects WHERE id = ?1", "object");
 }

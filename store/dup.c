@@ -18,6 +18,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -249,65 +251,94 @@ static tk_rc parent_check(const TPM2B_PUBLIC *parent_pub, parent_info *pi)
 
 /* ------------------------------------------------------------------ the seed */
 
-/* ECC parent: ephemeral key on the parent's curve; seed = KDFe(Z, "DUPLICATE", Qe.x, Qp.x);
- * inSymSeed = the ephemeral public point as a marshalled TPMS_ECC_POINT. */
-static tk_rc seed_ecc(const TPM2B_PUBLIC *parent_pub, const parent_info *pi, uint8_t *seed,
-                      TPM2B_ENCRYPTED_SECRET *enc)
+tk_rc tk_ecc_secret(const TPM2B_PUBLIC *key, const char *label, uint8_t *secret,
+                    TPM2B_ENCRYPTED_SECRET *enc)
 {
-    TPM2_ECC_CURVE curve = pi->pub->parameters.eccDetail.curveID;
-    const char *group = tk_curve_group(curve);
-    size_t cb = tk_curve_bytes(curve), zlen = 0, plen = 0, off = 0;
-    EVP_PKEY *peer = NULL, *eph = NULL;
-    EVP_PKEY_CTX *ctx = NULL;
-    uint8_t z[TPM2_MAX_ECC_KEY_BYTES], point[1 + 2 * TPM2_MAX_ECC_KEY_BYTES];
-    TPMS_ECC_POINT q;
-    TSS2_RC mrc;
-    tk_rc rc;
+    const TPMT_PUBLIC *p = &key->publicArea;
+    const EVP_MD *md = tk_md_for_alg(p->nameAlg);
+    int nid = p->type == TPM2_ALG_ECC ? tk_curve_nid(p->parameters.eccDetail.curveID)
+                                      : NID_undef;
+    size_t cb = p->type == TPM2_ALG_ECC ? tk_curve_bytes(p->parameters.eccDetail.curveID) : 0;
+    TPMS_ECC_POINT qe = { .x.size = 0 };
+    EC_GROUP *g = NULL;
+    EC_POINT *pk = NULL, *pe = NULL, *pz = NULL;
+    BN_CTX *bc = NULL;
+    BIGNUM *d = NULL, *kx, *ky, *ex, *ey, *zx;
+    uint8_t z[TPM2_MAX_ECC_KEY_BYTES];
+    size_t off = 0;
+    tk_rc rc = TK_OK;
 
-    if (!group)
-        return tk_fail(TK_ERR_UNSUPPORTED, "parent's ECC curve 0x%04x is not supported", curve);
-    if ((rc = tk_public_to_pkey(parent_pub, &peer)) != TK_OK)
-        return tk_fail_ctx(rc, "parent public key");
-    eph = EVP_PKEY_Q_keygen(NULL, NULL, "EC", group);
-    if (!eph) {
-        rc = tk_fail_ossl(TK_ERR_INVALID, "cannot generate an ephemeral EC key");
+    if (nid == NID_undef || !md)
+        return tk_fail(TK_ERR_UNSUPPORTED, "no ECC secret with this key (type 0x%04x, curve "
+                       "0x%04x, name algorithm 0x%04x)", p->type,
+                       p->type == TPM2_ALG_ECC ? p->parameters.eccDetail.curveID : 0,
+                       p->nameAlg);
+    if (!(g = EC_GROUP_new_by_curve_name(nid)) || !(bc = BN_CTX_secure_new())) {
+        EC_GROUP_free(g);
+        return tk_fail_ossl(TK_ERR_NOMEM, "ECC secret: cannot set up the curve");
+    }
+    /* Straight point arithmetic: key generation, import of the point and key exchange
+     * through EVP_PKEY cost a process its first milliseconds in provider fetches. */
+    BN_CTX_start(bc);
+    kx = BN_CTX_get(bc);
+    ky = BN_CTX_get(bc);
+    ex = BN_CTX_get(bc);
+    ey = BN_CTX_get(bc);
+    zx = BN_CTX_get(bc);
+    /* Setting the key's point checks that it is on the curve. */
+    if (!zx || !(d = BN_secure_new()) || !(pk = EC_POINT_new(g)) || !(pe = EC_POINT_new(g)) ||
+        !(pz = EC_POINT_new(g)) ||
+        !BN_bin2bn(p->unique.ecc.x.buffer, p->unique.ecc.x.size, kx) ||
+        !BN_bin2bn(p->unique.ecc.y.buffer, p->unique.ecc.y.size, ky) ||
+        !EC_POINT_set_affine_coordinates(g, pk, kx, ky, bc)) {
+        rc = tk_fail_ossl(TK_ERR_INVALID, "ECC secret: the key's public point is not usable");
         goto out;
     }
-    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, eph, NULL);
-    zlen = sizeof(z);
-    if (!ctx || EVP_PKEY_derive_init(ctx) <= 0 || EVP_PKEY_derive_set_peer(ctx, peer) <= 0 ||
-        EVP_PKEY_derive(ctx, z, &zlen) <= 0 || zlen != cb) {
-        rc = tk_fail_ossl(TK_ERR_INVALID, "ECDH with the parent key failed");
+    do {
+        if (!BN_priv_rand_range_ex(d, EC_GROUP_get0_order(g), 0, bc)) {
+            rc = tk_fail_ossl(TK_ERR_NOMEM, "ECC secret: no random bytes");
+            goto out;
+        }
+    } while (BN_is_zero(d));
+    qe.x.size = qe.y.size = (UINT16)cb;
+    if (!EC_POINT_mul(g, pe, d, NULL, NULL, bc) || !EC_POINT_mul(g, pz, NULL, pk, d, bc) ||
+        !EC_POINT_get_affine_coordinates(g, pe, ex, ey, bc) ||
+        !EC_POINT_get_affine_coordinates(g, pz, zx, NULL, bc) ||
+        BN_bn2binpad(ex, qe.x.buffer, (int)cb) != (int)cb ||
+        BN_bn2binpad(ey, qe.y.buffer, (int)cb) != (int)cb ||
+        BN_bn2binpad(zx, z, (int)cb) != (int)cb) {
+        rc = tk_fail_ossl(TK_ERR_INVALID, "ECC secret: the point arithmetic failed");
         goto out;
     }
-    if (!EVP_PKEY_get_octet_string_param(eph, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
-                                         sizeof(point), &plen) ||
-        plen != 1 + 2 * cb || point[0] != 0x04) {
-        rc = tk_fail_ossl(TK_ERR_INVALID, "cannot read the ephemeral public point");
+    if ((rc = tk_kdfe(p->nameAlg, z, cb, label, qe.x.buffer, cb, p->unique.ecc.x.buffer,
+                      p->unique.ecc.x.size, (uint32_t)EVP_MD_get_size(md) * 8, secret)) != TK_OK)
         goto out;
-    }
-    memset(&q, 0, sizeof(q));
-    q.x.size = q.y.size = (UINT16)cb;
-    memcpy(q.x.buffer, point + 1, cb);
-    memcpy(q.y.buffer, point + 1 + cb, cb);
-    rc = tk_kdfe(pi->name_alg, z, zlen, TK_LABEL_DUPLICATE, q.x.buffer, q.x.size,
-                 pi->pub->unique.ecc.x.buffer, pi->pub->unique.ecc.x.size,
-                 (uint32_t)(pi->dlen * 8), seed);
-    if (rc != TK_OK)
-        goto out;
-    mrc = Tss2_MU_TPMS_ECC_POINT_Marshal(&q, enc->secret, sizeof(enc->secret), &off);
-    if (mrc != TSS2_RC_SUCCESS) {
-        rc = tk_fail(TK_ERR_INVALID, "cannot marshal the ephemeral point: %s",
-                     Tss2_RC_Decode(mrc));
+    if (Tss2_MU_TPMS_ECC_POINT_Marshal(&qe, enc->secret, sizeof(enc->secret), &off) !=
+        TSS2_RC_SUCCESS) {
+        rc = tk_fail(TK_ERR_INVALID, "ECC secret: cannot marshal the ephemeral point");
         goto out;
     }
     enc->size = (UINT16)off;
 out:
     OPENSSL_cleanse(z, sizeof(z));
-    EVP_PKEY_CTX_free(ctx);
-    EVP_PKEY_free(eph);
-    EVP_PKEY_free(peer);
+    BN_clear_free(d);
+    EC_POINT_free(pk);
+    EC_POINT_free(pe);
+    EC_POINT_clear_free(pz);
+    BN_CTX_end(bc);
+    BN_CTX_free(bc);
+    EC_GROUP_free(g);
     return rc;
+}
+
+/* ECC parent: seed = KDFe(Z, "DUPLICATE", Qe.x, Qp.x); inSymSeed = Qe (tk_ecc_secret). */
+static tk_rc seed_ecc(const TPM2B_PUBLIC *parent_pub, const parent_info *pi, uint8_t *seed,
+                      TPM2B_ENCRYPTED_SECRET *enc)
+{
+    tk_rc rc = tk_ecc_secret(parent_pub, TK_LABEL_DUPLICATE, seed, enc);
+
+    (void)pi;   /* the seed's size is the parent's name digest: tk_ecc_secret knows it */
+    return rc == TK_ERR_INVALID ? tk_fail_ctx(rc, "parent public key") : rc;
 }
 
 /* RSA parent: random seed, inSymSeed = RSA-OAEP(nameAlg, label "DUPLICATE\0", seed). */

@@ -21,6 +21,7 @@ const EVP_MD *tk_md_for_alg(TPM2_ALG_ID hash);
  * group name.  NULL / 0 / TPM2_ECC_NONE for curves tpmkeys does not handle. */
 const char *tk_curve_group(TPM2_ECC_CURVE curve);
 size_t tk_curve_bytes(TPM2_ECC_CURVE curve);
+int tk_curve_nid(TPM2_ECC_CURVE curve);   /* NID_undef when not supported */
 TPM2_ECC_CURVE tk_curve_from_group(const char *group);
 
 /*
@@ -46,6 +47,16 @@ tk_rc tk_kdfa(TPM2_ALG_ID hash, const uint8_t *key, size_t keylen, const char *l
 tk_rc tk_kdfe(TPM2_ALG_ID hash, const uint8_t *z, size_t zlen, const char *use,
               const uint8_t *party_u, size_t ulen, const uint8_t *party_v, size_t vlen,
               uint32_t bits, uint8_t *out);
+
+/*
+ * A secret shared with the holder of an ECC key (TPM 2.0 Part 1, C.6.1 and 11.4.10.3):
+ * an ephemeral key de, Qe = de * G, Z = (de * Q).x,
+ *   secret = KDFe(key's nameAlg, Z, label, Qe.x, Q.x, that digest's size),
+ * enc = Qe as a marshalled TPMS_ECC_POINT.  label "SECRET" salts a session to the key,
+ * "DUPLICATE" makes an import seed.  secret holds the nameAlg's digest size.
+ */
+tk_rc tk_ecc_secret(const TPM2B_PUBLIC *key, const char *label, uint8_t *secret,
+                    TPM2B_ENCRYPTED_SECRET *enc);
 
 /* Left-pad a big number into exactly len bytes (fails when it does not fit). */
 tk_rc tk_bn_to_fixed(const BIGNUM *bn, uint8_t *out, size_t len, const char *what);

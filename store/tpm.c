@@ -28,10 +28,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/bn.h>
-#include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/obj_mac.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <tss2/tss2_esys.h>
@@ -1421,84 +1418,17 @@ static void raw_drop(tk_tpm *t, bool polite)
     OPENSSL_cleanse(t->raw.key, sizeof(t->raw.key));
 }
 
-/* P-256, made once per process (EC_POINT_mul only reads it). */
-static EC_GROUP *p256;
-static pthread_once_t p256_once = PTHREAD_ONCE_INIT;
-
-static void p256_make(void)
-{
-    p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
-}
-
-/* The salt for a session salted to an ECC SRK: an ephemeral key de, Qe = de * G,
- * Z = (de * Qs).x, salt = KDFe(SHA-256, Z, "SECRET", Qe.x, Qs.x, 256).  Straight EC
- * point arithmetic: going through EVP_PKEY (key generation, import of the SRK's point,
- * key exchange) costs a process its first milliseconds in provider fetches, and this
- * is on the way of every first login. */
+/* The salt for our session: a secret shared with the SRK (tk_ecc_secret, label "SECRET",
+ * TPM 2.0 Part 1, C.6.1).  Our session code is SHA-256 with P-256; another SRK is left to
+ * ESYS's sessions (TK_ERR_UNSUPPORTED). */
 static tk_rc raw_salt(tk_tpm *t, uint8_t salt[AUTH_DIGEST], TPM2B_ENCRYPTED_SECRET *enc)
 {
-    const TPMS_ECC_POINT *qs = &t->srk_pub.publicArea.unique.ecc;
-    TPMS_ECC_POINT qe = { .x.size = 32, .y.size = 32 };
-    EC_POINT *ps = NULL, *pe = NULL, *pz = NULL;
-    BN_CTX *bc = NULL;
-    BIGNUM *d = NULL, *sx, *sy, *ex, *ey, *zx;
-    uint8_t z[32];
-    size_t off = 0;
-    tk_rc rc = TK_OK;
+    const TPMT_PUBLIC *p = &t->srk_pub.publicArea;
 
-    if (t->srk_pub.publicArea.type != TPM2_ALG_ECC ||
-        t->srk_pub.publicArea.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256)
-        return tk_fail(TK_ERR_UNSUPPORTED, "session salt: SRK not on P-256");
-    pthread_once(&p256_once, p256_make);
-    if (!p256 || !(bc = BN_CTX_secure_new()))
-        return tk_fail_ossl(TK_ERR_NOMEM, "salting a session to the SRK");
-    BN_CTX_start(bc);
-    sx = BN_CTX_get(bc);
-    sy = BN_CTX_get(bc);
-    ex = BN_CTX_get(bc);
-    ey = BN_CTX_get(bc);
-    zx = BN_CTX_get(bc);
-    /* Setting the SRK's point checks that it is on the curve. */
-    if (!zx || !(d = BN_secure_new()) || !(ps = EC_POINT_new(p256)) ||
-        !(pe = EC_POINT_new(p256)) || !(pz = EC_POINT_new(p256)) ||
-        !BN_bin2bn(qs->x.buffer, qs->x.size, sx) || !BN_bin2bn(qs->y.buffer, qs->y.size, sy) ||
-        !EC_POINT_set_affine_coordinates(p256, ps, sx, sy, bc)) {
-        rc = tk_fail_ossl(TK_ERR_TPM, "salting a session: the SRK's public point is not "
-                          "usable");
-        goto out;
-    }
-    do {
-        if (!BN_priv_rand_range_ex(d, EC_GROUP_get0_order(p256), 0, bc)) {
-            rc = tk_fail_ossl(TK_ERR_NOMEM, "salting a session: no random bytes");
-            goto out;
-        }
-    } while (BN_is_zero(d));
-    if (!EC_POINT_mul(p256, pe, d, NULL, NULL, bc) || !EC_POINT_mul(p256, pz, NULL, ps, d, bc) ||
-        !EC_POINT_get_affine_coordinates(p256, pe, ex, ey, bc) ||
-        !EC_POINT_get_affine_coordinates(p256, pz, zx, NULL, bc) ||
-        BN_bn2binpad(ex, qe.x.buffer, 32) != 32 || BN_bn2binpad(ey, qe.y.buffer, 32) != 32 ||
-        BN_bn2binpad(zx, z, 32) != 32) {
-        rc = tk_fail_ossl(TK_ERR_NOMEM, "salting a session to the SRK");
-        goto out;
-    }
-    if ((rc = tk_kdfe(TPM2_ALG_SHA256, z, sizeof(z), "SECRET", qe.x.buffer, 32, qs->x.buffer,
-                      qs->x.size, 8 * AUTH_DIGEST, salt)) != TK_OK)
-        goto out;
-    if (Tss2_MU_TPMS_ECC_POINT_Marshal(&qe, enc->secret, sizeof(enc->secret), &off) !=
-        TSS2_RC_SUCCESS) {
-        rc = tk_fail(TK_ERR_INVALID, "marshalling the session salt");
-        goto out;
-    }
-    enc->size = (UINT16)off;
-out:
-    OPENSSL_cleanse(z, sizeof(z));
-    BN_clear_free(d);
-    EC_POINT_free(ps);
-    EC_POINT_free(pe);
-    EC_POINT_clear_free(pz);
-    BN_CTX_end(bc);
-    BN_CTX_free(bc);
-    return rc;
+    if (p->type != TPM2_ALG_ECC || p->parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
+        p->nameAlg != TPM2_ALG_SHA256)
+        return tk_fail(TK_ERR_UNSUPPORTED, "session salt: SRK not P-256 with SHA-256");
+    return tk_ecc_secret(&t->srk_pub, "SECRET", salt, enc);
 }
 
 /* Start the salted HMAC session (once per connection; AES-128-CFB so that it can carry

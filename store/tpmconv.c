@@ -82,6 +82,14 @@ const char *tk_curve_group(TPM2_ECC_CURVE curve)
     return NULL;
 }
 
+int tk_curve_nid(TPM2_ECC_CURVE curve)
+{
+    for (size_t i = 0; i < NCURVES; i++)
+        if (curves[i].curve == curve)
+            return curves[i].nid;
+    return NID_undef;
+}
+
 size_t tk_curve_bytes(TPM2_ECC_CURVE curve)
 {
     for (size_t i = 0; i < NCURVES; i++)

@@ -78,3 +78,78 @@ tkp_cert() {
     openssl req -new -x509 "${P[@]}" -key "$key" -subj "$subject" -days 2 -out "$out" \
         -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" "$@" >/dev/null 2>"$out.err"
 }
+
+# tkp_nginx_conf CONNECTIONS: ng/nginx.conf in $TK_TMP (made here, with free ports in
+# RSA_PORT and EC_PORT): 4 workers, one TLS server on the RSA key rsa.tss2.pem / rsa.crt and
+# one on the EC key, 127.0.0.1 only, no session reuse (every request is a full handshake).
+tkp_nginx_conf() {
+    RSA_PORT=$(tk_free_port) || tk_die "no free port"
+    EC_PORT=$((RSA_PORT + 1))
+    mkdir -p "$TK_TMP/ng/tmp" "$TK_TMP/ng/logs"
+    cat >"$TK_TMP/ng/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 4;
+pid $TK_TMP/ng/nginx.pid;
+error_log $TK_TMP/ng/logs/error.log notice;
+env TPMKEYS_TCTI;
+env TPMKEYS_STORE;
+env DBUS_SESSION_BUS_ADDRESS;
+events { worker_connections $1; }
+http {
+    log_format tk '\$pid \$ssl_protocol \$status';
+    access_log $TK_TMP/ng/logs/access.log tk;
+    client_body_temp_path $TK_TMP/ng/tmp;
+    proxy_temp_path $TK_TMP/ng/tmp;
+    fastcgi_temp_path $TK_TMP/ng/tmp;
+    uwsgi_temp_path $TK_TMP/ng/tmp;
+    scgi_temp_path $TK_TMP/ng/tmp;
+    keepalive_timeout 0;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    server {
+        listen 127.0.0.1:$RSA_PORT ssl;
+        ssl_certificate $TK_TMP/rsa.crt;
+        ssl_certificate_key $TK_TMP/rsa.tss2.pem;
+        location / { return 200 "rsa ok\n"; }
+    }
+    server {
+        listen 127.0.0.1:$EC_PORT ssl;
+        ssl_certificate $TK_TMP/ec.crt;
+        ssl_certificate_key $TK_TMP/ec.tss2.pem;
+        location / { return 200 "ec ok\n"; }
+    }
+}
+EOF
+    [ "$(id -u)" = 0 ] && sed -i '1i user root;' "$TK_TMP/ng/nginx.conf"
+}
+
+# tkp_nginx_start OPENSSL_CONF: nginx on that configuration; NGINX_PID, tracked; waits
+# until both servers answer.
+NGINX_PID=
+tkp_nginx_start() {
+    local cnf=$1
+    OPENSSL_CONF=$cnf nginx -p "$TK_TMP/ng" -c "$TK_TMP/ng/nginx.conf" -e "$TK_TMP/ng/logs/error.log" \
+        >"$TK_TMP/ng/stdout.log" 2>&1 &
+    NGINX_PID=$!
+    tk_track_pid "$NGINX_PID"
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$EC_PORT") 2>/dev/null &&
+            (exec 3<>"/dev/tcp/127.0.0.1/$RSA_PORT") 2>/dev/null; then
+            return 0
+        fi
+        tk_alive "$NGINX_PID" || break
+        sleep 0.1
+    done
+    tk_die "nginx did not start: $(tail -n 5 "$TK_TMP/ng/logs/error.log" "$TK_TMP/ng/stdout.log")"
+}
+
+# tkp_nginx_stop: a graceful stop (QUIT), then a plain one if it is still there.
+tkp_nginx_stop() {
+    kill -QUIT "$NGINX_PID" 2>/dev/null
+    for _ in $(seq 1 50); do tk_alive "$NGINX_PID" || break; sleep 0.1; done
+    kill "$NGINX_PID" 2>/dev/null
+    wait "$NGINX_PID" 2>/dev/null
+    NGINX_PID=
+}

@@ -23,76 +23,6 @@ done
 # Four workers share the TPM: the resource manager plays /dev/tpmrm0's part.
 tk_abrmd_start
 
-RSA_PORT=$(tk_free_port) || tk_die "no free port"
-EC_PORT=$((RSA_PORT + 1))
-mkdir -p ng/tmp ng/logs
-
-write_conf() {
-    cat >ng/nginx.conf <<EOF
-daemon off;
-master_process on;
-worker_processes 4;
-pid $TK_TMP/ng/nginx.pid;
-error_log $TK_TMP/ng/logs/error.log notice;
-env TPMKEYS_TCTI;
-env TPMKEYS_STORE;
-env DBUS_SESSION_BUS_ADDRESS;
-events { worker_connections 256; }
-http {
-    log_format tk '\$pid \$ssl_protocol \$status';
-    access_log $TK_TMP/ng/logs/access.log tk;
-    client_body_temp_path $TK_TMP/ng/tmp;
-    proxy_temp_path $TK_TMP/ng/tmp;
-    fastcgi_temp_path $TK_TMP/ng/tmp;
-    uwsgi_temp_path $TK_TMP/ng/tmp;
-    scgi_temp_path $TK_TMP/ng/tmp;
-    keepalive_timeout 0;
-    ssl_session_cache off;
-    ssl_session_tickets off;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    server {
-        listen 127.0.0.1:$RSA_PORT ssl;
-        ssl_certificate $TK_TMP/rsa.crt;
-        ssl_certificate_key $TK_TMP/rsa.tss2.pem;
-        location / { return 200 "rsa ok\n"; }
-    }
-    server {
-        listen 127.0.0.1:$EC_PORT ssl;
-        ssl_certificate $TK_TMP/ec.crt;
-        ssl_certificate_key $TK_TMP/ec.tss2.pem;
-        location / { return 200 "ec ok\n"; }
-    }
-}
-EOF
-    [ "$(id -u)" = 0 ] && sed -i '1i user root;' ng/nginx.conf
-}
-
-NGINX_PID=
-nginx_start() {
-    local cnf=$1
-    OPENSSL_CONF=$cnf nginx -p "$TK_TMP/ng" -c "$TK_TMP/ng/nginx.conf" -e "$TK_TMP/ng/logs/error.log" \
-        >ng/stdout.log 2>&1 &
-    NGINX_PID=$!
-    tk_track_pid "$NGINX_PID"
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$EC_PORT") 2>/dev/null &&
-            (exec 3<>"/dev/tcp/127.0.0.1/$RSA_PORT") 2>/dev/null; then
-            return 0
-        fi
-        tk_alive "$NGINX_PID" || break
-        sleep 0.1
-    done
-    tk_die "nginx did not start: $(tail -n 5 ng/logs/error.log ng/stdout.log)"
-}
-
-nginx_stop() {
-    kill -QUIT "$NGINX_PID" 2>/dev/null
-    for _ in $(seq 1 50); do tk_alive "$NGINX_PID" || break; sleep 0.1; done
-    kill "$NGINX_PID" 2>/dev/null
-    wait "$NGINX_PID" 2>/dev/null
-    NGINX_PID=
-}
-
 # requests N: N full handshakes for each of RSA/EC x TLS 1.2/1.3, four curl processes in
 # parallel; prints the number of answers that were not "200".
 requests() {
@@ -117,8 +47,8 @@ requests() {
 
 # ---------------------------------------------------------------- tpm2 first in openssl.cnf
 tkp_conf tpm2-first.cnf tpm2 default
-write_conf
-nginx_start "$TK_TMP/tpm2-first.cnf"
+tkp_nginx_conf 256
+tkp_nginx_start "$TK_TMP/tpm2-first.cnf"
 fails=$(requests 250)
 tk_eq "1000 requests (RSA/EC x TLS 1.2/1.3), no failure" 0 "$fails"
 tk_eq "1000 answers" 1000 "$(cat curl.*.out | grep -c '^200$')"
@@ -135,15 +65,15 @@ sleep 2
 fails=$(requests 25)
 tk_eq "100 requests after a reload, no failure" 0 "$fails"
 tk_nomatch "no error after the reload" '\[(crit|error|alert|emerg)\]' "$(cat ng/logs/error.log)"
-nginx_stop
+tkp_nginx_stop
 
 # ---------------------------------------------------------------- default first in openssl.cnf
 tkp_conf default-first.cnf default tpm2
 : >ng/logs/error.log
-nginx_start "$TK_TMP/default-first.cnf"
+tkp_nginx_start "$TK_TMP/default-first.cnf"
 fails=$(requests 50)
 tk_eq "200 requests with default first in openssl.cnf, no failure" 0 "$fails"
 tk_nomatch "no error (default first)" '\[(crit|error|alert|emerg)\]' "$(cat ng/logs/error.log)"
-nginx_stop
+tkp_nginx_stop
 
 tk_done

@@ -29,31 +29,13 @@
 #include <openssl/provider.h>
 #include <openssl/store.h>
 
+#include "../store_load.h"
+
 #define CHILDREN 3
 #define THREADS 4
 #define ROUNDS 10
 
 static EVP_PKEY *key, *pub;
-
-static EVP_PKEY *load_key(const char *uri)
-{
-    OSSL_STORE_CTX *st = OSSL_STORE_open(uri, NULL, NULL, NULL, NULL);
-    EVP_PKEY *pk = NULL;
-
-    if (!st)
-        return NULL;
-    OSSL_STORE_expect(st, OSSL_STORE_INFO_PKEY);
-    while (!pk && !OSSL_STORE_eof(st)) {
-        OSSL_STORE_INFO *info = OSSL_STORE_load(st);
-        if (info && OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
-            pk = OSSL_STORE_INFO_get1_PKEY(info);
-        OSSL_STORE_INFO_free(info);
-        if (!info)
-            break;
-    }
-    OSSL_STORE_close(st);
-    return pk;
-}
 
 /* Sign a message made of tag and round in the TPM, verify it in software. */
 static int sign_once(const char *tag, int round)
@@ -110,7 +92,7 @@ int main(int argc, char **argv)
     b = BIO_new_file(argv[2], "r");
     pub = b ? PEM_read_bio_PUBKEY_ex(b, NULL, NULL, NULL, NULL, "provider=default") : NULL;
     BIO_free(b);
-    key = load_key(argv[1]);
+    key = store_load_key(NULL, argv[1]);
     if (!key || !pub) {
         fprintf(stderr, "cannot load %s or %s\n", argv[1], argv[2]);
         ERR_print_errors_fp(stderr);

@@ -23,59 +23,9 @@ for k in rsa ec; do
 done
 tk_abrmd_start
 
-RSA_PORT=$(tk_free_port) || tk_die "no free port"
-EC_PORT=$((RSA_PORT + 1))
-mkdir -p ng/tmp ng/logs
-cat >ng/nginx.conf <<EOF
-daemon off;
-master_process on;
-worker_processes 4;
-pid $TK_TMP/ng/nginx.pid;
-error_log $TK_TMP/ng/logs/error.log notice;
-env TPMKEYS_TCTI;
-env TPMKEYS_STORE;
-env DBUS_SESSION_BUS_ADDRESS;
-events { worker_connections 512; }
-http {
-    log_format tk '\$pid \$ssl_protocol \$status';
-    access_log $TK_TMP/ng/logs/access.log tk;
-    client_body_temp_path $TK_TMP/ng/tmp;
-    proxy_temp_path $TK_TMP/ng/tmp;
-    fastcgi_temp_path $TK_TMP/ng/tmp;
-    uwsgi_temp_path $TK_TMP/ng/tmp;
-    scgi_temp_path $TK_TMP/ng/tmp;
-    keepalive_timeout 0;
-    ssl_session_cache off;
-    ssl_session_tickets off;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    server {
-        listen 127.0.0.1:$RSA_PORT ssl;
-        ssl_certificate $TK_TMP/rsa.crt;
-        ssl_certificate_key $TK_TMP/rsa.tss2.pem;
-        location / { return 200 "rsa ok\n"; }
-    }
-    server {
-        listen 127.0.0.1:$EC_PORT ssl;
-        ssl_certificate $TK_TMP/ec.crt;
-        ssl_certificate_key $TK_TMP/ec.tss2.pem;
-        location / { return 200 "ec ok\n"; }
-    }
-}
-EOF
-[ "$(id -u)" = 0 ] && sed -i '1i user root;' ng/nginx.conf
+tkp_nginx_conf 512
 tkp_conf tpm2-first.cnf tpm2 default
-
-OPENSSL_CONF=$TK_TMP/tpm2-first.cnf nginx -p "$TK_TMP/ng" -c "$TK_TMP/ng/nginx.conf" \
-    -e "$TK_TMP/ng/logs/error.log" >ng/stdout.log 2>&1 &
-NGINX_PID=$!
-tk_track_pid "$NGINX_PID"
-for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$EC_PORT") 2>/dev/null &&
-        (exec 3<>"/dev/tcp/127.0.0.1/$RSA_PORT") 2>/dev/null && break
-    tk_alive "$NGINX_PID" || break
-    sleep 0.1
-done
-tk_alive "$NGINX_PID" || tk_die "nginx did not start: $(tail -n 5 ng/logs/error.log ng/stdout.log)"
+tkp_nginx_start "$TK_TMP/tpm2-first.cnf"
 
 # Client c of 8: even clients talk to the EC server, odd ones to the RSA server; clients
 # 0,1,4,5 use TLS 1.3, the others TLS 1.2.  Each makes REQUESTS/8 requests, one fresh
@@ -114,6 +64,5 @@ tk_eq "nginx logged $ok requests" "$ok" "$(grep -c ' 200$' ng/logs/access.log)"
 tk_nomatch "no error in nginx's error log" '\[(crit|error|alert|emerg)\]' "$(cat ng/logs/error.log)"
 tk_check "nginx is still running" tk_alive "$NGINX_PID"
 
-kill -QUIT "$NGINX_PID" 2>/dev/null
-for _ in $(seq 1 50); do tk_alive "$NGINX_PID" || break; sleep 0.1; done
+tkp_nginx_stop
 tk_done

@@ -7,6 +7,8 @@
 #   tkf_swtpm_restart       start swtpm again on the same ports and state folder
 #   tkf_abrmd_kill / tkf_abrmd_restart   the same for tpm2-abrmd, on the same bus
 #   tkf_wait_lines FILE REGEX N SECS     wait until FILE has N lines matching REGEX
+#   tkf_sign_setup          $module and $prog (test_fault_sign) checked built, the provider
+#                           too; the environment test_fault_sign reads exported
 #   TKF_LONG                1 under `make check-faults-long` (TK_FAULT_LONG=1)
 
 # shellcheck disable=SC2034  # used by the scenarios that source this file
@@ -76,4 +78,15 @@ tkf_wait_lines() {
         sleep 0.05
     done
     return 1
+}
+
+tkf_sign_setup() {
+    module=${TPMKEYS_PKCS11_MODULE:-$top_builddir/pkcs11/.libs/tpmkeys-pkcs11.so}
+    prog=$top_builddir/tests/reliability/test_fault_sign
+    [ -f "$module" ] || tk_die "PKCS#11 module not built at $module"
+    [ -x "$prog" ] || tk_die "$prog is not built"
+    [ -f "$top_builddir/provider/.libs/tpm2.so" ] || tk_die "provider not built"
+    export OPENSSL_MODULES=$top_builddir/provider/.libs OPENSSL_CONF=/dev/null
+    export TPMKEYS_PKCS11_MODULE=$module
+    export TSS2_LOG=${TSS2_LOG:-all+none}
 }

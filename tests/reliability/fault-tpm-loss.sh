@@ -9,14 +9,7 @@
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib.sh"
 . "$top_srcdir/tests/reliability/fault-lib.sh"
 
-module=${TPMKEYS_PKCS11_MODULE:-$top_builddir/pkcs11/.libs/tpmkeys-pkcs11.so}
-prog=$top_builddir/tests/reliability/test_fault_sign
-[ -f "$module" ] || tk_die "PKCS#11 module not built at $module"
-[ -x "$prog" ] || tk_die "$prog is not built"
-[ -f "$top_builddir/provider/.libs/tpm2.so" ] || tk_die "provider not built"
-export OPENSSL_MODULES=$top_builddir/provider/.libs OPENSSL_CONF=/dev/null
-export TPMKEYS_PKCS11_MODULE=$module
-export TSS2_LOG=${TSS2_LOG:-all+none}
+tkf_sign_setup
 tk_need_tool
 tk_need openssl
 tk_swtpm_start

@@ -59,6 +59,8 @@
 #include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/store.h>
+
+#include "../store_load.h"
 #include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
@@ -377,23 +379,10 @@ static void prov_ctx_free(OSSL_LIB_CTX *lc)
 static EVP_PKEY *prov_load(OSSL_LIB_CTX *lc, const char *label)
 {
     char uri[300];
-    OSSL_STORE_CTX *st;
-    EVP_PKEY *pk = NULL;
+    EVP_PKEY *pk;
 
     snprintf(uri, sizeof(uri), "tpmkeys:object=%s", label);
-    st = OSSL_STORE_open_ex(uri, lc, NULL, NULL, NULL, NULL, NULL, NULL);
-    if (st) {
-        OSSL_STORE_expect(st, OSSL_STORE_INFO_PKEY);
-        while (!pk && !OSSL_STORE_eof(st)) {
-            OSSL_STORE_INFO *info = OSSL_STORE_load(st);
-            if (!info)
-                break;
-            if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
-                pk = OSSL_STORE_INFO_get1_PKEY(info);
-            OSSL_STORE_INFO_free(info);
-        }
-        OSSL_STORE_close(st);
-    }
+    pk = store_load_key(lc, uri);
     if (!pk) {
         unsigned long e = ERR_peek_last_error();
         char text[256] = "";

@@ -30,39 +30,10 @@
 #include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
-static int failures, checks;
+#include "../p11_check.h"
+
 static CK_FUNCTION_LIST *f;
 
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        bool _c = (cond);                                                 \
-        checks++;                                                         \
-        printf("%s %d - ", _c ? "ok" : "not ok", checks);                 \
-        if (!_c)                                                          \
-            failures++;                                                   \
-        printf(__VA_ARGS__);                                              \
-        printf("\n");                                                    \
-        fflush(stdout);                                                   \
-    } while (0)
-
-#define RV(want, call, ...)                                                         \
-    do {                                                                            \
-        CK_RV _rv = (call);                                                         \
-        bool _ok = _rv == (CK_RV)(want);                                            \
-        checks++;                                                                   \
-        if (!_ok)                                                                   \
-            failures++;                                                             \
-        printf("%s %d - ", _ok ? "ok" : "not ok", checks);                          \
-        printf(__VA_ARGS__);                                                        \
-        if (_ok)                                                                    \
-            printf(" [0x%lx]\n", (unsigned long)_rv);                              \
-        else                                                                        \
-            printf(" [0x%lx, expected 0x%lx]\n", (unsigned long)_rv,               \
-                   (unsigned long)(want));                                          \
-        fflush(stdout);                                                             \
-    } while (0)
-
-#define PIN(s) (CK_UTF8CHAR_PTR)(s), (CK_ULONG)strlen(s)
 
 static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 static const uint8_t p256_oid[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };

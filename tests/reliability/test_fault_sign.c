@@ -47,6 +47,8 @@
 #include <openssl/store.h>
 #include <p11-kit/pkcs11.h>
 
+#include "../store_load.h"
+
 #define MAX_KEYS 8
 
 typedef struct {
@@ -225,25 +227,6 @@ static bool p11_sign(fkey *k, const uint8_t *msg, size_t mlen, char *why, size_t
 
 /* ------------------------------------------------------------------ provider */
 
-static EVP_PKEY *prov_load(const char *uri)
-{
-    OSSL_STORE_CTX *st = OSSL_STORE_open(uri, NULL, NULL, NULL, NULL);
-    EVP_PKEY *pk = NULL;
-
-    if (!st)
-        return NULL;
-    OSSL_STORE_expect(st, OSSL_STORE_INFO_PKEY);
-    while (!pk && !OSSL_STORE_eof(st)) {
-        OSSL_STORE_INFO *info = OSSL_STORE_load(st);
-        if (!info)
-            break;
-        if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
-            pk = OSSL_STORE_INFO_get1_PKEY(info);
-        OSSL_STORE_INFO_free(info);
-    }
-    OSSL_STORE_close(st);
-    return pk;
-}
 
 static bool prov_open(void)
 {
@@ -254,7 +237,7 @@ static bool prov_open(void)
         return false;
     }
     for (int i = 0; i < nkeys; i++)
-        if (!(keys[i].key = prov_load(keys[i].name))) {
+        if (!(keys[i].key = store_load_key(NULL, keys[i].name))) {
             fprintf(stderr, "cannot load %s\n", keys[i].name);
             ERR_print_errors_fp(stderr);
             return false;
